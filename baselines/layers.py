@@ -1,0 +1,88 @@
+"""Building blocks shared by the Restormer family (PromptIR, OneRestore, VL-UR's restorer).
+
+Attribute names follow the released checkpoints (`body.weight`, `qkv_dwconv`, `project_in`, ...), so
+every model built from these blocks loads the official state_dicts unchanged.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class _LayerNormBody(nn.Module):
+    def __init__(self, dim: int, bias: bool):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.bias = nn.Parameter(torch.zeros(dim)) if bias else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: B×N×C
+        var = x.var(-1, keepdim=True, unbiased=False)
+        if self.bias is None:  # Restormer's "BiasFree" norm scales without centring
+            return x / torch.sqrt(var + 1e-5) * self.weight
+        mu = x.mean(-1, keepdim=True)
+        return (x - mu) / torch.sqrt(var + 1e-5) * self.weight + self.bias
+
+
+class ChannelLayerNorm(nn.Module):
+    """LayerNorm over the channels of a B×C×H×W map (eps 1e-5, population variance)."""
+
+    def __init__(self, dim: int, bias: bool = True):
+        super().__init__()
+        self.body = _LayerNormBody(dim, bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        y = self.body(x.flatten(2).transpose(1, 2))
+        return y.transpose(1, 2).reshape(b, c, h, w)
+
+
+class GatedFFN(nn.Module):
+    """1×1 to 2·hidden → 3×3 depthwise → GELU(x1)·x2 → 1×1, hidden = int(dim·expansion)."""
+
+    def __init__(self, dim: int, expansion: float = 2.66, bias: bool = False):
+        super().__init__()
+        hidden = int(dim * expansion)
+        self.project_in = nn.Conv2d(dim, hidden * 2, 1, bias=bias)
+        self.dwconv = nn.Conv2d(hidden * 2, hidden * 2, 3, padding=1, groups=hidden * 2, bias=bias)
+        self.project_out = nn.Conv2d(hidden, dim, 1, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x1, x2 = self.dwconv(self.project_in(x)).chunk(2, dim=1)
+        return self.project_out(F.gelu(x1) * x2)
+
+
+def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """B×(h·c)×H×W → B×h×c×(H·W)."""
+    b, c, hgt, wid = x.shape
+    return x.reshape(b, heads, c // heads, hgt * wid)
+
+
+def merge_heads(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """B×h×c×(H·W) → B×(h·c)×H×W."""
+    b, h, c, _ = x.shape
+    return x.reshape(b, h * c, height, width)
+
+
+class ChannelSelfAttention(nn.Module):
+    """Transposed (channel) self-attention: per head, softmax(q̂ k̂ᵀ · temperature) over C/h × C/h.
+
+    q, k are L2-normalised along the pixels; q, k, v come from a 1×1 conv followed by a 3×3 depthwise conv.
+    """
+
+    def __init__(self, dim: int, heads: int, bias: bool = False):
+        super().__init__()
+        self.heads = heads
+        self.temperature = nn.Parameter(torch.ones(heads, 1, 1))
+        self.qkv = nn.Conv2d(dim, dim * 3, 1, bias=bias)
+        self.qkv_dwconv = nn.Conv2d(dim * 3, dim * 3, 3, padding=1, groups=dim * 3, bias=bias)
+        self.project_out = nn.Conv2d(dim, dim, 1, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _, _, h, w = x.shape
+        q, k, v = (split_heads(t, self.heads) for t in self.qkv_dwconv(self.qkv(x)).chunk(3, dim=1))
+        q = F.normalize(q, dim=-1)
+        k = F.normalize(k, dim=-1)
+        attn = (q @ k.transpose(-2, -1) * self.temperature).softmax(dim=-1)
+        return self.project_out(merge_heads(attn @ v, h, w))

@@ -1,0 +1,97 @@
+"""Loading released checkpoints: official file formats, prefix stripping, strict checks, clear errors."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import torch
+from torch import nn
+
+
+class WeightsError(RuntimeError):
+    """A checkpoint is missing, unreadable or does not match the model; the message says which and why."""
+
+
+class MissingWeightsError(WeightsError):
+    def __init__(self, method: str, expected: Path, published: str):
+        super().__init__(
+            f"{method}: weights file not found: {expected}\n"
+            f"  Expected the authors' released file '{expected.name}' in that folder.\n"
+            f"  It is published at: {published}\n"
+            f"  Download it there and pass its folder with --weights-dir (nothing is downloaded at run time)."
+        )
+        self.expected = expected
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_checkpoint(path: Path) -> object:
+    """torch.load a file on the CPU, safely (`weights_only=True`), with the file named in any error."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"checkpoint not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any decoding problem becomes one readable message
+        raise WeightsError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}") from None
+
+
+def extract_state_dict(obj: object, path: Path, nested: Iterable[str] = ("state_dict", "model", "net")) -> dict:
+    """Find the tensor dict inside a loaded checkpoint (plain, or under one of the `nested` keys)."""
+    if isinstance(obj, Mapping):
+        if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+            return dict(obj)
+        for key in nested:
+            if key in obj and isinstance(obj[key], Mapping):
+                return extract_state_dict(obj[key], path, nested)
+    raise WeightsError(f"{path}: no state_dict found (top-level keys: {list(obj)[:8] if isinstance(obj, Mapping) else type(obj).__name__})")
+
+
+def strip_prefix(sd: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """Remove `prefix` from keys that have it when every key has it (e.g. DataParallel's 'module.')."""
+    if sd and all(k.startswith(prefix) for k in sd):
+        return {k[len(prefix) :]: v for k, v in sd.items()}
+    return dict(sd)
+
+
+def select_prefix(sd: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """Keep only the keys under `prefix` (e.g. Lightning's 'net.'), without the prefix."""
+    return {k[len(prefix) :]: v for k, v in sd.items() if k.startswith(prefix)}
+
+
+def state_dict_mismatch(expected: Mapping[str, tuple], got: Mapping[str, torch.Tensor], limit: int = 8) -> list[str]:
+    """Human-readable differences between expected key→shape and a state_dict (empty when they agree)."""
+    lines: list[str] = []
+    missing = [k for k in expected if k not in got]
+    unexpected = [k for k in got if k not in expected]
+    wrong = [k for k in expected if k in got and tuple(got[k].shape) != tuple(expected[k])]
+    if missing:
+        lines.append(f"{len(missing)} missing key(s), first: " + ", ".join(missing[:limit]))
+    if unexpected:
+        lines.append(f"{len(unexpected)} unexpected key(s), first: " + ", ".join(unexpected[:limit]))
+    if wrong:
+        lines.append(
+            f"{len(wrong)} shape mismatch(es), first: "
+            + ", ".join(f"{k} expected {tuple(expected[k])} got {tuple(got[k].shape)}" for k in wrong[:limit])
+        )
+    return lines
+
+
+def load_strict(model: nn.Module, sd: Mapping[str, torch.Tensor], source: str | Path) -> nn.Module:
+    """Load `sd` into `model`, refusing any missing/unexpected key or shape difference, naming `source`."""
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    problems = state_dict_mismatch(expected, sd)
+    if problems:
+        raise WeightsError(
+            f"{source} does not match {type(model).__name__}:\n  " + "\n  ".join(problems)
+        )
+    model.load_state_dict(sd, strict=True)
+    return model
