@@ -52,7 +52,8 @@ def extract_state_dict(obj: object, path: Path, nested: Iterable[str] = ("state_
         for key in nested:
             if key in obj and isinstance(obj[key], Mapping):
                 return extract_state_dict(obj[key], path, nested)
-    raise WeightsError(f"{path}: no state_dict found (top-level keys: {list(obj)[:8] if isinstance(obj, Mapping) else type(obj).__name__})")
+    found = list(obj)[:8] if isinstance(obj, Mapping) else type(obj).__name__
+    raise WeightsError(f"{path}: no state_dict found (top level holds: {found})")
 
 
 def strip_prefix(sd: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

@@ -1,0 +1,1 @@
+"""CDD-11 data: the synthetic generator (`synth`), the embedded default set (`mini`) and the reader."""

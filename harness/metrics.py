@@ -1,0 +1,164 @@
+"""Image-quality metrics with their conventions stated, in a fast float64 torch implementation.
+
+Two SSIM conventions, named explicitly because they differ by up to ~0.03 on CDD-11:
+
+``cdd11`` (version 1) — the convention behind the OneRestore release's CDD-11 table and VL-UR's Table I:
+    the restored image is clamped to [0, 1] and quantised as an 8-bit PNG would be (``floor(x·255 + 0.5)``,
+    i.e. round half up, as torchvision's ``save_image`` does), then read back as ``/255``.
+    PSNR = 10·log10(1 / MSE) over all RGB values (data_range 1; identical images give +inf).
+    SSIM = scikit-image ``structural_similarity`` defaults: 7×7 uniform window, sample covariance
+    (N/(N−1)), K1 0.01, K2 0.03, data_range 1, computed per channel over the valid region (pixels whose
+    window lies inside the image — skimage's crop of 3 pixels) and averaged over the 3 channels.
+    No Y channel, no border crop.
+
+``wang`` (version 1) — Wang et al. 2004 as BasicSR's RGB ``calculate_ssim``: 11×11 Gaussian window
+    (σ 1.5), population covariance, same constants, valid region, mean over channels.
+
+Both equal scikit-image (``structural_similarity`` with the matching arguments) within 1e-6.
+Images smaller than the window raise ``ValueError`` (scikit-image raises too; there is no valid region).
+
+Aggregation used by every table: mean per image → mean per type → unweighted mean of the type means.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class Convention:
+    name: str
+    version: int
+    window: str  # "uniform" | "gaussian"
+    win_size: int
+    sigma: float
+    sample_covariance: bool
+    quantize: bool
+    description: str
+
+
+CONVENTIONS: dict[str, Convention] = {
+    "cdd11": Convention(
+        "cdd11", 1, "uniform", 7, 0.0, True, True,
+        "8-bit quantised output; RGB PSNR; skimage SSIM defaults (7x7 uniform, sample covariance)",
+    ),
+    "wang": Convention(
+        "wang", 1, "gaussian", 11, 1.5, False, True,
+        "8-bit quantised output; RGB PSNR; Wang/BasicSR SSIM (11x11 Gaussian sigma 1.5, population covariance)",
+    ),
+}
+
+K1, K2 = 0.01, 0.03
+
+
+def get_convention(name: str) -> Convention:
+    try:
+        return CONVENTIONS[name]
+    except KeyError:
+        raise ValueError(f"unknown metric convention {name!r}; known: {', '.join(CONVENTIONS)}") from None
+
+
+def quantize(images: torch.Tensor) -> torch.Tensor:
+    """Clamp to [0, 1] and round to the 8-bit grid as a saved PNG would (round half up); float64 result."""
+    x = images.detach().to(torch.float64).clamp(0.0, 1.0)
+    return torch.floor(x * 255.0 + 0.5) / 255.0
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """B×3×H×W float → B×H×W×3 uint8 with the same rounding as `quantize` (for saving PNGs)."""
+    x = images.detach().to(torch.float64).clamp(0.0, 1.0)
+    return torch.floor(x * 255.0 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def _as_batch(x: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """Accept B×3×H×W / 3×H×W tensors in [0,1], or H×W×3 / B×H×W×3 uint8 arrays; return float64 B×C×H×W."""
+    if isinstance(x, np.ndarray):
+        t = torch.from_numpy(np.ascontiguousarray(x))
+        if t.dtype == torch.uint8:
+            t = t.to(torch.float64) / 255.0
+        t = t.to(torch.float64)
+        t = t.unsqueeze(0) if t.ndim == 3 else t
+        return t.permute(0, 3, 1, 2)
+    t = x.detach().to(torch.float64)
+    return t.unsqueeze(0) if t.ndim == 3 else t
+
+
+def psnr(gt: torch.Tensor, out: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
+    """PSNR per image (float64, shape B) over all values; +inf where the images are identical."""
+    g, o = _as_batch(gt), _as_batch(out)
+    _check_shapes(g, o)
+    mse = (g - o).pow(2).flatten(1).mean(1)
+    return 10.0 * torch.log10(data_range**2 / mse)
+
+
+def _check_shapes(g: torch.Tensor, o: torch.Tensor) -> None:
+    if g.shape != o.shape:
+        raise ValueError(f"images differ in shape: {tuple(g.shape)} vs {tuple(o.shape)}")
+
+
+def _box_valid(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Mean over every k×k window lying inside the image (valid region), by running sums along each axis."""
+    c = F.pad(x.cumsum(-1), (1, 0))
+    x = c[..., k:] - c[..., :-k]
+    c = F.pad(x.cumsum(-2), (0, 0, 1, 0))
+    return (c[..., k:, :] - c[..., :-k, :]) / (k * k)
+
+
+def _gaussian_valid(x: torch.Tensor, k: int, sigma: float) -> torch.Tensor:
+    r = torch.arange(k, dtype=torch.float64, device=x.device) - (k - 1) / 2
+    g = torch.exp(-(r**2) / (2 * sigma**2))
+    g = g / g.sum()
+    n, c, h, w = x.shape
+    y = F.conv2d(x.reshape(n * c, 1, h, w), g.view(1, 1, 1, k))
+    y = F.conv2d(y, g.view(1, 1, k, 1))
+    return y.reshape(n, c, y.shape[-2], y.shape[-1])
+
+
+def ssim(gt: torch.Tensor, out: torch.Tensor, convention: str = "cdd11", data_range: float = 1.0) -> torch.Tensor:
+    """SSIM per image (float64, shape B): mean over the valid region and over channels (see module doc)."""
+    conv = get_convention(convention)
+    g, o = _as_batch(gt), _as_batch(out)
+    _check_shapes(g, o)
+    k = conv.win_size
+    if min(g.shape[-2:]) < k:
+        raise ValueError(
+            f"image of {g.shape[-2]}x{g.shape[-1]} is smaller than the {k}x{k} SSIM window ({conv.name}); "
+            "SSIM is undefined there"
+        )
+    b, c = g.shape[:2]
+    stack = torch.cat([g, o, g * g, o * o, g * o], dim=1)
+    if conv.window == "uniform":
+        m = _box_valid(stack, k)
+    else:
+        m = _gaussian_valid(stack, k, conv.sigma)
+    ux, uy, uxx, uyy, uxy = m.split(c, dim=1)
+    cov_norm = k * k / (k * k - 1) if conv.sample_covariance else 1.0
+    vx = cov_norm * (uxx - ux * ux)
+    vy = cov_norm * (uyy - uy * uy)
+    vxy = cov_norm * (uxy - ux * uy)
+    c1 = (K1 * data_range) ** 2
+    c2 = (K2 * data_range) ** 2
+    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+    return s.flatten(2).mean(2).mean(1) if b else s.new_zeros(0)
+
+
+def score(gt: torch.Tensor, out: torch.Tensor, convention: str = "cdd11") -> tuple[torch.Tensor, torch.Tensor]:
+    """(PSNR, SSIM) per image under `convention`: `out` is clamped and 8-bit quantised first.
+
+    `gt` is used as given (CDD-11 ground truths are 8-bit files already).
+    """
+    conv = get_convention(convention)
+    o = quantize(out) if conv.quantize else _as_batch(out)
+    g = _as_batch(gt)
+    return psnr(g, o), ssim(g, o, conv.name)
+
+
+def mean_finite(values) -> float:
+    """Mean of a sequence; +inf if any value is +inf (identical images), nan when empty."""
+    vals = list(values)
+    return float(np.mean(vals)) if vals else math.nan

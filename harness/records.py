@@ -1,0 +1,124 @@
+"""Per-image result records: an append-only JSONL file, a lock on the output folder, crash repair.
+
+Each finished image is one JSON line, written and flushed as soon as it is scored, so a killed run loses
+at most the image in flight. On open, a half-written last line (a kill in the middle of a write) is cut
+off and reported. One run at a time may write to an output folder: a second gets `RunLockedError`.
+
+Record fields (schema 1): schema, method, mode, weights, type, file, status ("ok" | "failed"), psnr,
+ssim, predicted (type name or null), error (null when ok), notes, pair_sha, convention, seconds.
+Everything except `seconds` is deterministic for a given command, machine and data.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+SCHEMA_VERSION = 1
+RECORDS_FILE = "records.jsonl"
+TIMING_FIELDS = frozenset({"seconds"})
+
+
+class RunLockedError(RuntimeError):
+    pass
+
+
+def record_key(rec: dict) -> tuple[str, str, str, str]:
+    return (rec["method"], rec["mode"], rec["type"], rec["file"])
+
+
+def dumps(rec: dict) -> str:
+    return json.dumps(rec, sort_keys=True, allow_nan=True, separators=(",", ":"))
+
+
+def read_records(path: Path, repair: bool = False) -> tuple[list[dict], list[str]]:
+    """Read a JSONL records file; returns (records, warnings).
+
+    A line that is not a complete JSON record (a kill in the middle of a write leaves a half line at the
+    end) is dropped with a warning; with `repair` the file is rewritten without it (atomically).
+    """
+    path = Path(path)
+    if not path.exists():
+        return [], []
+    data = path.read_bytes()
+    warnings: list[str] = []
+    records: list[dict] = []
+    pos = 0
+    for line in data.splitlines(keepends=True):
+        try:
+            rec = json.loads(line) if line.endswith(b"\n") else None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            rec = None
+        if isinstance(rec, dict) and "method" in rec:
+            records.append(rec)
+        elif line.strip():
+            where = "half-written last record" if pos + len(line) == len(data) else f"corrupt record at byte {pos}"
+            warnings.append(f"{path}: dropped a {where} ({len(line)} bytes); that image will be redone")
+        pos += len(line)
+    if repair and warnings:
+        tmp = path.with_name(path.name + ".repair")
+        tmp.write_text("".join(dumps(r) + "\n" for r in records), encoding="utf-8")
+        os.replace(tmp, path)
+    return records, warnings
+
+
+class RecordStore:
+    """The records of one output folder, opened for appending under an exclusive lock."""
+
+    def __init__(self, out_dir: Path):
+        self.out_dir = Path(out_dir)
+        self.path = self.out_dir / RECORDS_FILE
+        self._lock_file = None
+        self._fh = None
+        self.records: dict[tuple, dict] = {}
+        self.warnings: list[str] = []
+
+    def __enter__(self) -> RecordStore:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        lock_path = self.out_dir / ".lock"
+        self._lock_file = open(lock_path, "a+")
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_file.seek(0)
+            holder = self._lock_file.read().strip() or "unknown"
+            self._lock_file.close()
+            raise RunLockedError(
+                f"another run (pid {holder}) is writing to {self.out_dir}; wait for it to finish or use "
+                "another --out"
+            ) from None
+        self._lock_file.seek(0)
+        self._lock_file.truncate()
+        self._lock_file.write(str(os.getpid()))
+        self._lock_file.flush()
+        recs, self.warnings = read_records(self.path, repair=True)
+        for r in recs:
+            self.records[record_key(r)] = r
+        self._fh = open(self.path, "a", encoding="utf-8")
+        return self
+
+    def append(self, rec: dict) -> None:
+        rec = {"schema": SCHEMA_VERSION, **rec}
+        self._fh.write(dumps(rec) + "\n")
+        self._fh.flush()
+        self.records[record_key(rec)] = rec
+
+    def __exit__(self, *exc) -> None:
+        if self._fh is not None:
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self._fh.close()
+        if self._lock_file is not None:
+            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+            self._lock_file.close()
+
+
+def latest(records: Iterable[dict]) -> list[dict]:
+    """The last record for each key (a re-done image replaces its earlier record), in first-seen order."""
+    out: dict[tuple, dict] = {}
+    for r in records:
+        out[record_key(r)] = r
+    return list(out.values())

@@ -1,0 +1,261 @@
+"""Tables from per-image records alone: VL-UR Table I layout in Markdown and LaTeX, plus a long-form CSV.
+
+`python -m harness.tables DIR` re-renders DIR/table1.md, DIR/table1.tex and DIR/results.csv from
+DIR/records.jsonl. Aggregation: mean over the successfully scored images of a type, then the unweighted
+mean of the type means ("Avg", computed only over the types every method has). Best value per row (among
+methods, the Input column excluded) is bold, the second underlined, comparing the values as printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import math
+import sys
+from collections import defaultdict
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+from tabulate import tabulate
+
+from harness.cdd11 import ROMAN, SHORT_NAMES, TABLE1_ORDER
+from harness.records import RECORDS_FILE, latest, read_records
+
+DEMO_MARK = "†"
+AVG = "average"
+
+
+def method_labels(records: list[dict]) -> dict[tuple[str, str], str]:
+    """(method, mode) → column label: the method name, '(mode)' when it ran in several, † for demo weights."""
+    modes: dict[str, set[str]] = defaultdict(set)
+    demo: dict[str, bool] = {}
+    for r in records:
+        modes[r["method"]].add(r["mode"])
+        demo[r["method"]] = demo.get(r["method"], False) or r.get("weights") == "demo"
+    labels = {}
+    for r in records:
+        m, mode = r["method"], r["mode"]
+        name = "Input" if m == "identity" else m
+        if len(modes[m]) > 1 and m != "identity":
+            name += f" ({mode})"
+        labels[(m, mode)] = name + (DEMO_MARK if demo[m] else "")
+    return labels
+
+
+def aggregate(records: list[dict]) -> dict[str, dict]:
+    """{label: {type: {n, failed, psnr, ssim}, 'average': {...}}} with the published aggregation order."""
+    records = latest(records)
+    labels = method_labels(records)
+    by: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    for r in records:
+        by[labels[(r["method"], r["mode"])]][r["type"]].append(r)
+    common = None
+    for per_type in by.values():
+        common = set(per_type) if common is None else common & set(per_type)
+    out: dict[str, dict] = {}
+    for label, per_type in by.items():
+        res: dict[str, dict] = {}
+        for t, recs in per_type.items():
+            ok = [r for r in recs if r["status"] == "ok"]
+            res[t] = {
+                "n": len(ok),
+                "failed": len(recs) - len(ok),
+                "psnr": float(np.mean([r["psnr"] for r in ok])) if ok else math.nan,
+                "ssim": float(np.mean([r["ssim"] for r in ok])) if ok else math.nan,
+            }
+        types = [t for t in TABLE1_ORDER if t in (common or set())]
+        res[AVG] = {
+            "n": sum(res[t]["n"] for t in types),
+            "failed": sum(v["failed"] for v in res.values()),
+            "types": len(types),
+            "psnr": float(np.mean([res[t]["psnr"] for t in types])) if types else math.nan,
+            "ssim": float(np.mean([res[t]["ssim"] for t in types])) if types else math.nan,
+        }
+        out[label] = res
+    return out
+
+
+def _rank_marks(values: dict[str, float], digits: int) -> dict[str, str]:
+    """'best' / 'second' for the columns whose printed value is the highest / second highest."""
+    printed = {k: round(v, digits) for k, v in values.items() if not math.isnan(v)}
+    distinct = sorted(set(printed.values()), reverse=True)
+    marks = {}
+    for k, v in printed.items():
+        if distinct and v == distinct[0]:
+            marks[k] = "best"
+        elif len(distinct) > 1 and v == distinct[1]:
+            marks[k] = "second"
+    return marks
+
+
+def _fmt(v: float, digits: int) -> str:
+    return "–" if math.isnan(v) else f"{v:.{digits}f}"
+
+
+def table1_rows(agg: dict[str, dict], psnr_digits: int = 2, ssim_digits: int = 4):
+    """Rows of (row label, {column: (psnr_text, psnr_mark, ssim_text, ssim_mark)}), Table I order + Avg."""
+    columns = list(agg)
+    types = [t for t in TABLE1_ORDER if any(t in agg[c] for c in columns)]
+    rows = []
+    for t in [*types, AVG]:
+        cells = {c: agg[c].get(t, {"psnr": math.nan, "ssim": math.nan}) for c in columns}
+        ranked = [c for c in columns if not c.startswith("Input")]
+        pm = _rank_marks({c: cells[c]["psnr"] for c in ranked}, psnr_digits)
+        sm = _rank_marks({c: cells[c]["ssim"] for c in ranked}, ssim_digits)
+        label = f"{ROMAN[t]} {SHORT_NAMES[t]}" if t != AVG else "Avg"
+        rows.append((label, {c: (_fmt(cells[c]["psnr"], psnr_digits), pm.get(c), _fmt(cells[c]["ssim"], ssim_digits),
+                                 sm.get(c)) for c in columns}))
+    return columns, rows
+
+
+def _md_mark(text: str, mark: str | None) -> str:
+    return f"**{text}**" if mark == "best" else f"<u>{text}</u>" if mark == "second" else text
+
+
+def _tex_mark(text: str, mark: str | None) -> str:
+    return rf"\textbf{{{text}}}" if mark == "best" else rf"\underline{{{text}}}" if mark == "second" else text
+
+
+def _footnotes(agg: dict[str, dict]) -> list[str]:
+    notes = []
+    if any(DEMO_MARK in c for c in agg):
+        notes.append(f"{DEMO_MARK} demo weights trained by vlur-harness on cdd11-mini, not the authors' weights.")
+    failed = {c: v[AVG]["failed"] for c, v in agg.items() if v[AVG]["failed"]}
+    if failed:
+        notes.append("Failed images (excluded from the means): "
+                     + ", ".join(f"{c}: {n}" for c, n in failed.items()) + ".")
+    return notes
+
+
+def render_markdown(agg: dict[str, dict], psnr_digits: int = 2, ssim_digits: int = 4) -> str:
+    columns, rows = table1_rows(agg, psnr_digits, ssim_digits)
+    body = [[label] + [f"{_md_mark(p, pm)} / {_md_mark(s, sm)}" for p, pm, s, sm in (cells[c] for c in columns)]
+            for label, cells in rows]
+    text = tabulate(body, headers=["Degradation", *columns], tablefmt="github", disable_numparse=True)
+    notes = _footnotes(agg)
+    return text + "\n" + ("\n" + "\n".join(notes) + "\n" if notes else "")
+
+
+def _tex_escape(s: str) -> str:
+    return s.replace("_", r"\_").replace("&", r"\&").replace("%", r"\%").replace(DEMO_MARK, r"$^\dagger$")
+
+
+def render_latex(agg: dict[str, dict], psnr_digits: int = 2, ssim_digits: int = 4) -> str:
+    columns, rows = table1_rows(agg, psnr_digits, ssim_digits)
+    out = io.StringIO()
+    out.write("% requires \\usepackage{booktabs}\n")
+    out.write("\\begin{tabular}{l" + "c" * len(columns) + "}\n\\toprule\n")
+    out.write("Degradation & " + " & ".join(_tex_escape(c) for c in columns) + " \\\\\n\\midrule\n")
+    for i, (label, cells) in enumerate(rows):
+        if i == len(rows) - 1:
+            out.write("\\midrule\n")
+        vals = [f"{_tex_mark(p, pm)} / {_tex_mark(s, sm)}" for p, pm, s, sm in (cells[c] for c in columns)]
+        out.write(_tex_escape(label) + " & " + " & ".join(vals) + " \\\\\n")
+    out.write("\\bottomrule\n\\end{tabular}\n")
+    for n in _footnotes(agg):
+        out.write("% " + n + "\n")
+    return out.getvalue()
+
+
+def write_csv(agg: dict[str, dict], path: Path) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["method", "type", "row", "n", "failed", "psnr", "ssim"])
+        for label, res in agg.items():
+            for t in [*[t for t in TABLE1_ORDER if t in res], AVG]:
+                v = res[t]
+                w.writerow([label, t, ROMAN.get(t, "Avg"), v["n"], v["failed"], f"{v['psnr']:.6f}", f"{v['ssim']:.6f}"])
+
+
+def load_published() -> dict[tuple[str, str], dict[str, tuple[float, float]]]:
+    """Published CDD-11 numbers shipped as package data: {(method, mode): {type: (psnr, ssim)}}.
+
+    Sources: the OneRestore release's table (more digits; Input, OneRestore visual/text, PromptIR, AirNet)
+    and VL-UR's Table I (VL-UR). Keys use registry names and modes.
+    """
+    ref = resources.files("harness") / "reference"
+    release: dict[str, dict[str, tuple[float, float]]] = defaultdict(dict)
+    with (ref / "onerestore_cdd11_metrics.csv").open() as f:
+        for row in csv.DictReader(f):
+            release[row["method"]][row["degradation"]] = (float(row["psnr"]), float(row["ssim"]))
+    vlur: dict[str, dict[str, tuple[float, float]]] = defaultdict(dict)
+    with (ref / "vlur_table1.csv").open() as f:
+        for row in csv.DictReader(f):
+            if row["degradation"] != AVG:
+                vlur[row["method"]][row["degradation"]] = (float(row["psnr"]), float(row["ssim"]))
+    table = {
+        ("identity", "auto"): release["01_input"], ("identity", "text"): release["01_input"],
+        ("onerestore", "auto"): release["16_OneRestore_visual"], ("onerestore", "text"): release["17_OneRestore"],
+        ("promptir", "auto"): release["14_PromptIR"], ("promptir", "text"): release["14_PromptIR"],
+        ("airnet", "auto"): release["11_AirNet"], ("airnet", "text"): release["11_AirNet"],
+        ("vlur", "auto"): vlur["vlur"], ("vlur", "text"): vlur["vlur"],
+    }
+    return {k: dict(v) for k, v in table.items() if v}
+
+
+def render_published(records: list[dict], digits: int = 2) -> str:
+    """Measured vs published PSNR/SSIM per type for every method that has published numbers."""
+    records = latest(records)
+    published = load_published()
+    labels = method_labels(records)
+    agg = aggregate(records)
+    body = []
+    for (m, mode), label in labels.items():
+        pub = published.get((m, mode))
+        if not pub:
+            continue
+        res = agg[label]
+        types = [t for t in TABLE1_ORDER if t in res and t in pub]
+        for t in [*types, AVG]:
+            if t == AVG:
+                if not types:
+                    continue
+                pp = float(np.mean([pub[x][0] for x in types]))
+                ps = float(np.mean([pub[x][1] for x in types]))
+            else:
+                pp, ps = pub[t]
+            mp, ms = res[t]["psnr"], res[t]["ssim"]
+            body.append([label, ROMAN.get(t, "Avg") + " " + SHORT_NAMES.get(t, ""), f"{mp:.{digits}f}",
+                         f"{pp:.{digits}f}", f"{mp - pp:+.{digits}f}", f"{ms:.4f}", f"{ps:.4f}", f"{ms - ps:+.4f}"])
+    if not body:
+        return "No measured method has published CDD-11 numbers.\n"
+    return tabulate(body, headers=["Method", "Degradation", "PSNR", "PSNR (published)", "Δ", "SSIM",
+                                   "SSIM (published)", "Δ"], tablefmt="github", disable_numparse=True) + "\n"
+
+
+def write_tables(out_dir: Path, published: bool = False) -> dict[str, Path]:
+    """Render every table of a run folder from its records; returns the written paths."""
+    out_dir = Path(out_dir)
+    records, _ = read_records(out_dir / RECORDS_FILE)
+    if not records:
+        raise FileNotFoundError(f"no records in {out_dir / RECORDS_FILE}")
+    agg = aggregate(records)
+    paths = {"md": out_dir / "table1.md", "tex": out_dir / "table1.tex", "csv": out_dir / "results.csv"}
+    paths["md"].write_text(render_markdown(agg))
+    paths["tex"].write_text(render_latex(agg))
+    write_csv(agg, paths["csv"])
+    if published:
+        paths["published"] = out_dir / "published.md"
+        paths["published"].write_text(render_published(records))
+    return paths
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m harness.tables", description=__doc__.splitlines()[0])
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--published", action="store_true", help="also write published.md (measured vs published)")
+    args = p.parse_args(argv)
+    try:
+        paths = write_tables(args.run_dir, published=args.published)
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(paths["md"].read_text())
+    print("wrote " + ", ".join(str(v) for v in paths.values()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
