@@ -193,7 +193,9 @@ class DGM(nn.Module):
         self.sft = SFT(channels, channels)
 
     def forward(self, x: torch.Tensor, inter: torch.Tensor) -> torch.Tensor:
-        return x + self.dcn(x, inter) + self.sft(x, inter)
+        # summed in this order (dcn + sft first), as the official code does; with random test weights the
+        # network is chaotic enough that float rounding order shows in the output
+        return x + (self.dcn(x, inter) + self.sft(x, inter))
 
 
 class DGB(nn.Module):
@@ -299,7 +301,7 @@ class AirNetRestorer:
     def weights_sha256(self) -> dict[str, str]:
         return {p.name: sha256_file(p) for p in self.weights_files}
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def restore(self, images: torch.Tensor, degradation: Sequence[str] | None = None) -> torch.Tensor:
         return self.model(images.to(self.device, torch.float32))
 
