@@ -27,7 +27,7 @@ import torch
 from harness import metrics, registry
 from harness.cdd11 import parse_types
 from harness.data.cdd11 import DatasetError, LoadedPair, Pair, Scan, iter_loaded, scan
-from harness.protocol import AutoRestorer
+from harness.protocol import AutoRestorer, DegradationClassifier
 from harness.provenance import environment
 from harness.records import RecordStore, RunLockedError, dumps, record_key
 from harness.weights import WeightsError, sha256_file
@@ -112,6 +112,10 @@ class MethodRunner:
             if isinstance(self.restorer, AutoRestorer):
                 out, pred = self.restorer.restore_auto(x)
                 return out, pred[0]
+            # a classifier that does not drive restore_auto: its prediction is still recorded (harness.confusion)
+            clf = getattr(self.restorer, "classifier", None)
+            if isinstance(clf, DegradationClassifier):
+                return self.restorer.restore(x, None), clf.classify(x)[0]
             return self.restorer.restore(x, None), None
 
     def _forward_with_fallback(self, x, true_type) -> tuple[torch.Tensor, str | None, list[str]]:
@@ -119,10 +123,20 @@ class MethodRunner:
         from harness.tiling import restore_with_fallback
 
         pred: list[str | None] = [None]
+        whole = [True]
 
         def fn(images: torch.Tensor) -> torch.Tensor:
-            out, pred[0] = self._forward(images, true_type)
-            return out
+            if whole[0] or self.mode == "text":
+                out, pred[0] = self._forward(images, true_type)
+                whole[0] = False
+                return out
+            # tiles of a blind run: classify the whole image once, then restore every tile with that type
+            clf = getattr(self.restorer, "classifier", None)
+            if pred[0] is None and isinstance(clf, DegradationClassifier):
+                with torch.inference_mode():
+                    pred[0] = clf.classify(x)[0]
+            with torch.inference_mode():
+                return self.restorer.restore(images, [pred[0]] if pred[0] else None)
 
         out, info = restore_with_fallback(fn, x)
         notes = [f"out of memory ({info.reason}): restored in {info.tiles} overlapping {info.tile}x{info.tile} "
@@ -276,6 +290,9 @@ def run(args: argparse.Namespace, log=print) -> int:
     from harness import tables
 
     tables.write_tables(out, published=args.published)
+    from harness import confusion  # classifier outputs (confusion_*, classifiers.md, misclassification_*)
+
+    confusion.write_run_outputs(out, log=log)
     if args.timing:
         from harness import timing
 
