@@ -22,6 +22,15 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session
+def gate(session: nox.Session) -> None:
+    """PSNR/SSIM regression gate: re-evaluate the slice defined in reports/baseline.json and compare.
+
+    `nox -s gate -- --update-baseline` rewrites the baseline deliberately (see `python -m harness.gates -h`).
+    """
+    session.run("python", "-m", "harness.gates", *session.posargs)
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
     session.run("ruff", "check", "harness", "baselines", "vlur", "tests", "benchmarks", "noxfile.py")
 

@@ -3,7 +3,9 @@
 `python -m harness.tables DIR` re-renders DIR/table1.md, DIR/table1.tex and DIR/results.csv from
 DIR/records.jsonl. Aggregation: mean over the successfully scored images of a type, then the unweighted
 mean of the type means ("Avg", computed only over the types every method has). Best value per row (among
-methods, the Input column excluded) is bold, the second underlined, comparing the values as printed.
+methods, the Input column excluded) is bold, the second underlined, comparing the values as printed. With
+`--significance`, a ‡ after a PSNR marks a method not significantly different from the row's best (paired
+bootstrap over images, `harness.stats`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from harness.cdd11 import ROMAN, SHORT_NAMES, TABLE1_ORDER
 from harness.records import RECORDS_FILE, latest, read_records
 
 DEMO_MARK = "†"
+SIG_MARK = "‡"
 AVG = "average"
 
 
@@ -118,8 +121,30 @@ def _tex_mark(text: str, mark: str | None) -> str:
     return rf"\textbf{{{text}}}" if mark == "best" else rf"\underline{{{text}}}" if mark == "second" else text
 
 
-def _footnotes(agg: dict[str, dict]) -> list[str]:
+def _sig(text: str, row: str, column: str, significance: dict[str, set[str]] | None) -> str:
+    """Append the not-significant mark to a (formatted) PSNR cell when the column is listed for the row."""
+    return text + SIG_MARK if significance and column in significance.get(row, ()) else text
+
+
+def _significance_note(significance: dict[str, set[str]] | None) -> str | None:
+    if significance is None:
+        return None
+    from harness.stats import DEFAULT_RESAMPLES, DEFAULT_SEED
+
+    how = (f"the 95% interval of the paired difference contains 0 (bootstrap over the images scored by both, "
+           f"resampled within each type; {DEFAULT_RESAMPLES} resamples, seed {DEFAULT_SEED}; the Avg row on the "
+           f"average over types)")
+    if not any(significance.values()):
+        return (f"No {SIG_MARK} mark: every PSNR that could be tested differs significantly from its row's best "
+                f"({SIG_MARK} would mark those for which {how}).")
+    return f"{SIG_MARK} PSNR not significantly different from the best in its row: {how}."
+
+
+def _footnotes(agg: dict[str, dict], significance: dict[str, set[str]] | None = None) -> list[str]:
     notes = []
+    sig_note = _significance_note(significance)
+    if sig_note:
+        notes.append(sig_note)
     if any(DEMO_MARK in c for c in agg):
         notes.append(f"{DEMO_MARK} demo weights trained by vlur-harness on cdd11-mini, not the authors' weights.")
     failed = {c: v[AVG]["failed"] for c, v in agg.items() if v[AVG]["failed"]}
@@ -129,21 +154,32 @@ def _footnotes(agg: dict[str, dict]) -> list[str]:
     return notes
 
 
-def render_markdown(agg: dict[str, dict], psnr_digits: int = 2, ssim_digits: int = 4) -> str:
+def _row_keys(agg: dict[str, dict]) -> list[str]:
+    """Row keys (type names, then 'average') in the order of `table1_rows`."""
+    return [*[t for t in TABLE1_ORDER if any(t in agg[c] for c in agg)], AVG]
+
+
+def render_markdown(agg: dict[str, dict], psnr_digits: int = 2, ssim_digits: int = 4, *,
+                    significance: dict[str, set[str]] | None = None) -> str:
+    """`significance`: {row key: columns not significantly different from the row's best} (harness.stats)."""
     columns, rows = table1_rows(agg, psnr_digits, ssim_digits)
-    body = [[label] + [f"{_md_mark(p, pm)} / {_md_mark(s, sm)}" for p, pm, s, sm in (cells[c] for c in columns)]
-            for label, cells in rows]
+    body = [[label] + [f"{_sig(_md_mark(p, pm), key, c, significance)} / {_md_mark(s, sm)}"
+                       for c, (p, pm, s, sm) in ((c, cells[c]) for c in columns)]
+            for key, (label, cells) in zip(_row_keys(agg), rows)]
     text = tabulate(body, headers=["Degradation", *columns], tablefmt="github", disable_numparse=True)
-    notes = _footnotes(agg)
+    notes = _footnotes(agg, significance)
     return text + "\n" + ("\n" + "\n".join(notes) + "\n" if notes else "")
 
 
 def _tex_escape(s: str) -> str:
-    return s.replace("_", r"\_").replace("&", r"\&").replace("%", r"\%").replace(DEMO_MARK, r"$^\dagger$")
+    return (s.replace("_", r"\_").replace("&", r"\&").replace("%", r"\%").replace(DEMO_MARK, r"$^\dagger$")
+            .replace(SIG_MARK, r"$^\ddagger$"))
 
 
-def render_latex(agg: dict[str, dict], psnr_digits: int = 2, ssim_digits: int = 4) -> str:
+def render_latex(agg: dict[str, dict], psnr_digits: int = 2, ssim_digits: int = 4, *,
+                 significance: dict[str, set[str]] | None = None) -> str:
     columns, rows = table1_rows(agg, psnr_digits, ssim_digits)
+    keys = _row_keys(agg)
     out = io.StringIO()
     out.write("% requires \\usepackage{booktabs}\n")
     out.write("\\begin{tabular}{l" + "c" * len(columns) + "}\n\\toprule\n")
@@ -151,10 +187,11 @@ def render_latex(agg: dict[str, dict], psnr_digits: int = 2, ssim_digits: int = 
     for i, (label, cells) in enumerate(rows):
         if i == len(rows) - 1:
             out.write("\\midrule\n")
-        vals = [f"{_tex_mark(p, pm)} / {_tex_mark(s, sm)}" for p, pm, s, sm in (cells[c] for c in columns)]
+        vals = [_sig(_tex_mark(p, pm), keys[i], c, significance).replace(SIG_MARK, r"$^\ddagger$")
+                + f" / {_tex_mark(s, sm)}" for c, (p, pm, s, sm) in ((c, cells[c]) for c in columns)]
         out.write(_tex_escape(label) + " & " + " & ".join(vals) + " \\\\\n")
     out.write("\\bottomrule\n\\end{tabular}\n")
-    for n in _footnotes(agg):
+    for n in _footnotes(agg, significance):
         out.write("% " + n + "\n")
     return out.getvalue()
 
@@ -225,16 +262,24 @@ def render_published(records: list[dict], digits: int = 2) -> str:
                                    "SSIM (published)", "Δ"], tablefmt="github", disable_numparse=True) + "\n"
 
 
-def write_tables(out_dir: Path, published: bool = False) -> dict[str, Path]:
-    """Render every table of a run folder from its records; returns the written paths."""
+def write_tables(out_dir: Path, published: bool = False, significance: bool = False) -> dict[str, Path]:
+    """Render every table of a run folder from its records; returns the written paths.
+
+    `significance`: mark (‡) the PSNR of methods not significantly different from each row's best.
+    """
     out_dir = Path(out_dir)
     records, _ = read_records(out_dir / RECORDS_FILE)
     if not records:
         raise FileNotFoundError(f"no records in {out_dir / RECORDS_FILE}")
     agg = aggregate(records)
+    sig = None
+    if significance:
+        from harness.stats import not_significant_vs_best
+
+        sig = not_significant_vs_best(records)
     paths = {"md": out_dir / "table1.md", "tex": out_dir / "table1.tex", "csv": out_dir / "results.csv"}
-    paths["md"].write_text(render_markdown(agg))
-    paths["tex"].write_text(render_latex(agg))
+    paths["md"].write_text(render_markdown(agg, significance=sig))
+    paths["tex"].write_text(render_latex(agg, significance=sig))
     write_csv(agg, paths["csv"])
     if published:
         paths["published"] = out_dir / "published.md"
@@ -246,9 +291,11 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m harness.tables", description=__doc__.splitlines()[0])
     p.add_argument("run_dir", type=Path)
     p.add_argument("--published", action="store_true", help="also write published.md (measured vs published)")
+    p.add_argument("--significance", action="store_true",
+                   help="mark (‡) PSNRs not significantly different from the row's best (paired bootstrap)")
     args = p.parse_args(argv)
     try:
-        paths = write_tables(args.run_dir, published=args.published)
+        paths = write_tables(args.run_dir, published=args.published, significance=args.significance)
     except FileNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
