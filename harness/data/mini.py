@@ -1,0 +1,579 @@
+"""The embedded default data set "cdd11-mini": synthetic CDD-11 built from photographs bundled with the
+dependencies, generated on first use into the user cache.
+
+Sources (no download: all ship inside scikit-image / matplotlib); train and test use DISJOINT photos:
+
+* **test** split: ``motorcycle_left`` (scikit-image ``stereo_motorcycle``; its real disparity map drives
+  the haze depth), ``coffee`` and ``chelsea`` (scikit-image) — chosen for mean brightness close to
+  CDD-11's daylight scenes (0.39–0.45), which the calibration depends on;
+* **train** split: ``astronaut``, ``rocket`` (scikit-image) and ``grace_hopper`` (matplotlib sample data);
+  haze depth from the monocular prior.
+
+Scenes are 2:3 crops (CDD-11's aspect) of a source at several scales and positions, some mirrored,
+resized with a bicubic filter (disparity bilinearly):
+
+* ``size="mini"`` (default): 15 test scenes (5 per source: the full frame, its mirror and three crops of
+  60–90 % of it) and 48 train scenes (16 per source), each 256×384 (H×W);
+* ``size="full"``: the real CDD-11 test-set shape, 200 scenes per split at 720×1080 (H×W) — crops of
+  50–100 % of each source **upscaled** to 720×1080 (the sources are 300–512 px tall, so these are
+  smoother than real photos of that size: use them for throughput, not for quality numbers); generated
+  only when asked (2,400 PNGs, about 2.5 GB, minutes of CPU);
+* ``size="tiny"``: one full-frame 64×96 scene per source, for smoke tests.
+
+Every scene is degraded into the 11 types by `harness.data.synth` (default parameters) with
+`DEFAULT_SEED`. The cache directory name carries the generator version and a hash of the generator
+parameters, the scene list and the seed, so a changed generator never reuses stale data (old versions are
+left in place; delete the cache folder to reclaim them).
+
+API: ``ensure(split="test", *, size="mini", root=None) -> Path`` (see its docstring).
+CLI: ``python -m harness.data.mini [--split test] [--size mini]`` builds if needed and prints the split
+root; ``python -m harness.data.mini --calibrate --out reports/`` regenerates
+``reports/calibration.{md,csv}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from harness.cdd11 import CLEAR, SHORT_NAMES, TABLE1_ORDER, TYPES
+from harness.data import synth
+
+#: Seed of the embedded data set.
+DEFAULT_SEED = 2024
+#: Bump when the scene list / layout logic changes.
+MINI_VERSION = "1"
+
+TEST_SOURCES: tuple[str, ...] = ("motorcycle_left", "coffee", "chelsea")
+TRAIN_SOURCES: tuple[str, ...] = ("astronaut", "rocket", "grace_hopper")
+SPLITS: dict[str, tuple[str, ...]] = {"test": TEST_SOURCES, "train": TRAIN_SOURCES}
+
+
+@dataclass(frozen=True)
+class SizeSpec:
+    """Scenes per source for each split, output shape (H, W) and the crop-scale range."""
+
+    per_source: dict[str, int]
+    shape: tuple[int, int]
+    scale: tuple[float, float]
+
+
+SIZES: dict[str, SizeSpec] = {
+    "mini": SizeSpec(per_source={"test": 5, "train": 16}, shape=(256, 384), scale=(0.6, 0.9)),
+    # smoke tests: one full-frame scene per source
+    "tiny": SizeSpec(per_source={"test": 1, "train": 1}, shape=(64, 96), scale=(0.6, 0.9)),
+    # 3 sources: 67 + 67 + 66 = 200 scenes
+    "full": SizeSpec(per_source={"test": 67, "train": 67}, shape=(720, 1080), scale=(0.5, 1.0)),
+}
+FULL_SCENES = 200
+
+MANIFEST = "manifest.json"
+ENV_CACHE = "VLUR_HARNESS_CACHE"
+
+
+# ----------------------------------------------------------------------------------------------------
+# sources and scenes
+
+
+def load_source(name: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """A bundled photograph as uint8 RGB, with its disparity map (larger = nearer) when it has one.
+
+    Cached; the arrays are read-only.
+    """
+    img, disp = _load_source(name)
+    for a in (img, disp):
+        if a is not None:
+            a.setflags(write=False)
+    return img, disp
+
+
+@cache
+def _load_source(name: str) -> tuple[np.ndarray, np.ndarray | None]:
+    import skimage.data
+
+    if name == "motorcycle_left":
+        left, _right, disp = skimage.data.stereo_motorcycle()
+        return np.ascontiguousarray(left), synth.fill_invalid(disp)
+    if name in ("astronaut", "chelsea", "coffee", "rocket"):
+        return np.ascontiguousarray(getattr(skimage.data, name)()), None
+    if name == "grace_hopper":
+        from matplotlib import cbook
+
+        with cbook.get_sample_data("grace_hopper.jpg") as f, Image.open(f) as im:
+            return np.asarray(im.convert("RGB")), None
+    raise ValueError(f"unknown source photograph {name!r}")
+
+
+@dataclass(frozen=True)
+class SceneSpec:
+    """A crop (top, left, height, width in source pixels), optionally mirrored, of a source photo."""
+
+    name: str
+    source: str
+    top: int
+    left: int
+    height: int
+    width: int
+    flip: bool
+
+
+def _max_crop(h: int, w: int, aspect: float) -> tuple[int, int]:
+    """Largest crop of aspect W/H = ``aspect`` inside an h×w image."""
+    if w / h >= aspect:
+        return h, int(round(h * aspect))
+    return int(round(w / aspect)), w
+
+
+def scene_specs(split: str, size: str = "mini") -> list[SceneSpec]:
+    """The deterministic scene list of a split."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
+    if size not in SIZES:
+        raise ValueError(f"unknown size {size!r}; valid: {', '.join(SIZES)}")
+    spec = SIZES[size]
+    out_h, out_w = spec.shape
+    aspect = out_w / out_h
+    n_per = spec.per_source[split]
+    specs: list[SceneSpec] = []
+    idx = 0
+    for si, src in enumerate(SPLITS[split]):
+        img, _ = load_source(src)
+        h, w = img.shape[:2]
+        ch, cw = _max_crop(h, w, aspect)
+        rng = np.random.default_rng([DEFAULT_SEED, si, sum(map(ord, split + size))])
+        n = n_per if not (size == "full" and si == len(SPLITS[split]) - 1) else FULL_SCENES - idx
+        for k in range(n):
+            if k < 2:  # full frame and its mirror
+                s, flip = 1.0, bool(k)
+            else:
+                s, flip = float(rng.uniform(*spec.scale)), bool(rng.integers(0, 2))
+            hh, ww = max(int(round(ch * s)), 8), max(int(round(cw * s)), 8)
+            top = int(rng.integers(0, h - hh + 1)) if k >= 2 else (h - hh) // 2
+            left = int(rng.integers(0, w - ww + 1)) if k >= 2 else (w - ww) // 2
+            idx += 1
+            specs.append(SceneSpec(f"{idx:04d}_{src}.png", src, top, left, hh, ww, flip))
+    return specs
+
+
+def _resize(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    h, w = shape
+    if a.ndim == 3:
+        return np.asarray(Image.fromarray(a, "RGB").resize((w, h), Image.Resampling.BICUBIC))
+    im = Image.fromarray(a.astype(np.float32), "F").resize((w, h), Image.Resampling.BILINEAR)
+    return np.asarray(im, dtype=np.float64)
+
+
+def render_scene(spec: SceneSpec, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | None]:
+    """Clean uint8 image (and disparity, if the source has one) of a scene at ``shape`` = (H, W)."""
+    img, disp = load_source(spec.source)
+    sl = (slice(spec.top, spec.top + spec.height), slice(spec.left, spec.left + spec.width))
+    crop = np.ascontiguousarray(img[sl])
+    dcrop = None if disp is None else disp[sl]
+    if spec.flip:
+        crop = np.ascontiguousarray(crop[:, ::-1])
+        dcrop = None if dcrop is None else dcrop[:, ::-1]
+    crop = _resize(crop, shape)
+    if dcrop is not None:
+        dcrop = _resize(np.ascontiguousarray(dcrop), shape)
+    return crop, dcrop
+
+
+# ----------------------------------------------------------------------------------------------------
+# building and caching
+
+
+def cache_base() -> Path:
+    """$VLUR_HARNESS_CACHE, else $XDG_CACHE_HOME/vlur-harness, else ~/.cache/vlur-harness."""
+    env = os.environ.get(ENV_CACHE)
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "vlur-harness"
+
+
+def version_tag(split: str, size: str, params: synth.SynthParams = synth.DEFAULT_PARAMS,
+                seed: int = DEFAULT_SEED) -> str:
+    """Generator version + hash of (parameters, scene list, shape, seed)."""
+    blob = json.dumps(
+        {
+            "params": params.to_dict(),
+            "scenes": [asdict(s) for s in scene_specs(split, size)],
+            "shape": SIZES[size].shape,
+            "seed": seed,
+            "mini": MINI_VERSION,
+        },
+        sort_keys=True,
+        default=str,
+    ).encode()
+    return f"g{synth.GENERATOR_VERSION}-{hashlib.sha256(blob).hexdigest()[:10]}"
+
+
+def split_dir(split: str = "test", size: str = "mini", root: Path | None = None) -> Path:
+    """Where `ensure` keeps a split: BASE/cdd11-SIZE-VERSION/SPLIT."""
+    base = Path(root) if root is not None else cache_base()
+    return base / f"cdd11-{size}-{version_tag(split, size)}" / split
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_manifest(root: Path, meta: dict) -> dict:
+    """Hash every file under ``root`` (except the manifest) into ROOT/manifest.json."""
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.name != MANIFEST)
+    entries = {p.relative_to(root).as_posix(): {"sha256": _sha256(p), "bytes": p.stat().st_size}
+               for p in files}
+    manifest = {**meta, "files": entries}
+    tmp = root / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    os.replace(tmp, root / MANIFEST)
+    return manifest
+
+
+def verify(root: Path, mode: str = "hash") -> list[str]:
+    """Problems found in a built split (empty list = intact).
+
+    mode "hash" checks every file's SHA-256; "size" only existence and byte counts (fast, for "full").
+    """
+    root = Path(root)
+    mf = root / MANIFEST
+    if not mf.is_file():
+        return [f"{mf} missing"]
+    try:
+        manifest = json.loads(mf.read_text())
+        files = manifest["files"]
+    except (ValueError, KeyError) as e:
+        return [f"{mf} unreadable: {e}"]
+    problems = []
+    for rel, entry in files.items():
+        p = root / rel
+        if not p.is_file():
+            problems.append(f"{rel} missing")
+        elif p.stat().st_size != entry["bytes"]:
+            problems.append(f"{rel} has {p.stat().st_size} bytes, expected {entry['bytes']}")
+        elif mode == "hash" and _sha256(p) != entry["sha256"]:
+            problems.append(f"{rel} checksum mismatch")
+    n_scenes = manifest.get("scenes")
+    for t in (CLEAR, *TYPES):
+        listed = sum(1 for rel in files if rel.startswith(t + "/"))
+        if n_scenes is not None and listed != n_scenes:
+            problems.append(f"manifest lists {listed} files in {t}/, expected {n_scenes}")
+        present = sum(1 for p in (root / t).glob("*.png")) if (root / t).is_dir() else 0
+        if present != listed:
+            problems.append(f"{t}/ holds {present} PNGs, manifest lists {listed}")
+    return problems
+
+
+def _build_one(args: tuple[SceneSpec, tuple[int, int], str, int]) -> str:
+    spec, shape, out, seed = args
+    clean, disp = render_scene(spec, shape)
+    synth.write_scene(Path(out), spec.name, clean, seed, disparity=disp)
+    return spec.name
+
+
+def build(split: str, size: str, out: Path, *, seed: int = DEFAULT_SEED, workers: int = 1,
+          specs: Sequence[SceneSpec] | None = None,
+          progress: Callable[[int, int, str], None] | None = None) -> dict:
+    """Generate a split into ``out`` (no caching logic) and write its manifest."""
+    specs = list(scene_specs(split, size) if specs is None else specs)
+    shape = SIZES[size].shape
+    out = Path(out)
+    for t in (CLEAR, *TYPES):
+        (out / t).mkdir(parents=True, exist_ok=True)
+    jobs = [(s, shape, str(out), seed) for s in specs]
+    if workers > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(workers) as ex:
+            for i, n in enumerate(ex.map(_build_one, jobs)):
+                if progress:
+                    progress(i + 1, len(jobs), n)
+    else:
+        for i, job in enumerate(jobs):
+            n = _build_one(job)
+            if progress:
+                progress(i + 1, len(jobs), n)
+    (out / "scenes.json").write_text(json.dumps([asdict(s) for s in specs], indent=1))
+    meta = {"dataset": f"cdd11-{size}", "split": split, "size": size, "seed": seed,
+            "shape": list(shape), "scenes": len(specs), "version": version_tag(split, size, seed=seed),
+            "sources": list(SPLITS[split])}
+    return write_manifest(out, meta)
+
+
+@contextlib.contextmanager
+def _locked(lock_path: Path) -> Iterator[None]:
+    """Exclusive inter-process lock (POSIX flock; elsewhere only the atomic rename protects)."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - non-POSIX
+        yield
+        return
+    with open(lock_path, "a+") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def ensure(split: str = "test", *, size: str = "mini", root: Path | None = None,
+           verify_mode: str | None = None, workers: int | None = None, quiet: bool = True) -> Path:
+    """Return the root of a generated split (holding clear/ and the 11 type folders), building it if needed.
+
+    split: "test" or "train"; size: "mini" (default, seconds), "full" (200 scenes at 720×1080, minutes) or
+    "tiny" (one 64×96 scene per source, for smoke tests).
+    root: base directory instead of the cache ($VLUR_HARNESS_CACHE, default ~/.cache/vlur-harness); the
+    split lives in ROOT/cdd11-SIZE-VERSION/SPLIT. On every call the manifest is verified (SHA-256 of every
+    file for "mini" and "tiny", sizes only for "full" unless verify_mode="hash"); a missing, partial or corrupted
+    split is rebuilt in a temporary directory next to it and swapped in by rename, under a lock file, so
+    concurrent processes never see or produce a half-written split.
+    """
+    final = split_dir(split, size, root)
+    mode = verify_mode or ("size" if size == "full" else "hash")
+    if final.is_dir() and not verify(final, mode):
+        return final
+    parent = final.parent
+    with _locked(parent.parent / f".{parent.name}-{split}.lock"):
+        if final.is_dir() and not verify(final, mode):  # built meanwhile by another process
+            return final
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{split}-build-", dir=parent))
+        try:
+            n_workers = workers if workers is not None else (1 if size == "mini" else min(4, os.cpu_count() or 1))
+            t0 = time.perf_counter()
+
+            def report(i: int, n: int, name: str) -> None:
+                if not quiet:
+                    print(f"\r[cdd11-{size} {split}] {i}/{n} scenes  {time.perf_counter() - t0:.0f}s",
+                          end="" if i < n else "\n", file=sys.stderr, flush=True)
+
+            build(split, size, tmp, workers=n_workers, progress=report)
+            if final.exists():
+                trash = Path(tempfile.mkdtemp(prefix=f".{split}-stale-", dir=parent))
+                os.replace(final, trash / "old")
+                shutil.rmtree(trash, ignore_errors=True)
+            os.replace(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return final
+
+
+# ----------------------------------------------------------------------------------------------------
+# calibration
+
+
+def reference_input_row() -> dict[str, tuple[float, float]]:
+    """The real CDD-11 test Input row (PSNR, SSIM) per type, from the packaged OneRestore table."""
+    from importlib import resources
+
+    text = resources.files("harness").joinpath("reference/onerestore_cdd11_metrics.csv").read_text()
+    rows = csv.DictReader(text.splitlines())
+    return {r["degradation"]: (float(r["psnr"]), float(r["ssim"])) for r in rows if r["method"] == "01_input"}
+
+
+def score_pair(gt: np.ndarray, out: np.ndarray, backend: str = "metrics") -> tuple[float, float]:
+    """Official CDD-11 PSNR / SSIM of two uint8 H×W×3 images (/255; SSIM 7×7 uniform, per-channel mean).
+
+    backend "metrics": the project's `harness.metrics` (falls back to scikit-image if it is missing);
+    "skimage": scikit-image directly (the two agree within 1e-6; scikit-image is faster on a busy CPU).
+    """
+    metrics = None
+    if backend == "metrics":
+        try:
+            from harness import metrics
+        except ImportError:  # pragma: no cover - metrics module absent
+            metrics = None
+    elif backend != "skimage":
+        raise ValueError(f"backend must be 'metrics' or 'skimage', got {backend!r}")
+    if metrics is not None:
+        g, o = np.array(gt, copy=True), np.array(out, copy=True)  # writable, as torch.from_numpy wants
+        return float(metrics.psnr(g, o)[0]), float(metrics.ssim(g, o, "cdd11")[0])
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    g = gt.astype(np.float64) / 255.0
+    o = out.astype(np.float64) / 255.0
+    psnr = float(peak_signal_noise_ratio(g, o, data_range=1.0))
+    ssim = float(structural_similarity(g, o, win_size=7, channel_axis=-1, data_range=1.0))
+    return psnr, ssim
+
+
+def score_split(root: Path, names: Sequence[str] | None = None, types: Sequence[str] = TYPES,
+                backend: str = "metrics") -> dict[str, tuple[float, float]]:
+    """Mean Input PSNR / SSIM per type of a CDD-11-layout folder (degraded input vs clear)."""
+    root = Path(root)
+    names = sorted(p.name for p in (root / CLEAR).glob("*.png")) if names is None else list(names)
+    result = {}
+    for t in types:
+        ps, ss = [], []
+        for n in names:
+            gt = np.asarray(Image.open(root / CLEAR / n).convert("RGB"))
+            x = np.asarray(Image.open(root / t / n).convert("RGB"))
+            p, s = score_pair(gt, x, backend)
+            ps.append(p)
+            ss.append(s)
+        result[t] = (float(np.mean(ps)), float(np.mean(ss)))
+    return result
+
+
+PSNR_TOL = 1.5
+SSIM_TOL = 0.07
+
+
+def compare(ours: dict[str, tuple[float, float]], psnr_tol: float = PSNR_TOL,
+            ssim_tol: float = SSIM_TOL) -> list[dict]:
+    """Per-type rows: ours vs CDD-11 with differences and pass/fail."""
+    ref = reference_input_row()
+    rows = []
+    for t in TABLE1_ORDER:
+        if t not in ours:
+            continue
+        (p, s), (rp, rs) = ours[t], ref[t]
+        ok = abs(p - rp) <= psnr_tol and abs(s - rs) <= ssim_tol
+        rows.append({"type": t, "psnr": p, "psnr_cdd11": rp, "dpsnr": p - rp, "ssim": s, "ssim_cdd11": rs,
+                     "dssim": s - rs, "pass": ok})
+    return rows
+
+
+def _build_and_score(seed: int, backend: str) -> tuple[dict[str, tuple[float, float]], float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        build("test", "mini", Path(tmp), seed=seed)
+        t_build = time.perf_counter() - t0
+        return score_split(Path(tmp), backend=backend), t_build
+
+
+def calibrate(out_dir: Path, *, extra_seeds: Sequence[int] = ()) -> list[dict]:
+    """Generate the mini test split afresh, score it and write calibration.md / calibration.csv.
+
+    ``extra_seeds``: also build the split with these seeds (scored with scikit-image, which equals
+    `harness.metrics` within 1e-6) and report the worst deviation per seed — a robustness check.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ours, t_build = _build_and_score(DEFAULT_SEED, "metrics")
+    rows = compare(ours)
+    with open(out_dir / "calibration.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()})
+    n = len(scene_specs("test", "mini"))
+    lines = [
+        "# Calibration of the synthetic CDD-11 generator",
+        "",
+        f"Mean Input PSNR / SSIM per type of the embedded `cdd11-mini` **test** split ({n} scenes of "
+        f"{SIZES['mini'].shape[0]}×{SIZES['mini'].shape[1]} from {', '.join(TEST_SOURCES)}; seed "
+        f"{DEFAULT_SEED}; generator v{synth.GENERATOR_VERSION}, params `{synth.DEFAULT_PARAMS.digest()}`) "
+        "against the real CDD-11 test inputs (OneRestore release, row `01_input`).",
+        "",
+        "Scoring: official convention — 8-bit PNGs /255, PSNR over all RGB values and SSIM with a 7×7 "
+        "uniform window, sample covariance, mean of the channels (`harness.metrics`, convention `cdd11`, "
+        "equal to skimage `peak_signal_noise_ratio(data_range=1)` / `structural_similarity(win_size=7, "
+        "channel_axis=-1, data_range=1)` within 1e-6); mean per image, then per type. "
+        f"Tolerance: ±{PSNR_TOL} dB PSNR and ±{SSIM_TOL} SSIM.",
+        "",
+        "| Type | PSNR ours | PSNR CDD-11 | Δ PSNR | SSIM ours | SSIM CDD-11 | Δ SSIM | |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {SHORT_NAMES[r['type']]} (`{r['type']}`) | {r['psnr']:.2f} | {r['psnr_cdd11']:.2f} | "
+            f"{r['dpsnr']:+.2f} | {r['ssim']:.4f} | {r['ssim_cdd11']:.4f} | {r['dssim']:+.4f} | "
+            f"{'pass' if r['pass'] else '**FAIL**'} |"
+        )
+    mp = float(np.mean([r["psnr"] for r in rows]))
+    ms = float(np.mean([r["ssim"] for r in rows]))
+    rp = float(np.mean([r["psnr_cdd11"] for r in rows]))
+    rs = float(np.mean([r["ssim_cdd11"] for r in rows]))
+    lines += [
+        f"| **Avg** | {mp:.2f} | {rp:.2f} | {mp - rp:+.2f} | {ms:.4f} | {rs:.4f} | {ms - rs:+.4f} | |",
+        "",
+        f"{sum(r['pass'] for r in rows)}/{len(rows)} types within tolerance. Generating the split "
+        f"({n} scenes × 12 PNGs) took {t_build:.1f} s here (single process, shared 2-core machine).",
+        "",
+    ]
+    if extra_seeds:
+        lines += [
+            "## Other seeds (robustness of the defaults)",
+            "",
+            "| Seed | types within tolerance | worst \\|Δ PSNR\\| | worst \\|Δ SSIM\\| | Avg PSNR | Avg SSIM |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for seed in extra_seeds:
+            other = compare(_build_and_score(seed, "skimage")[0])
+            lines.append(
+                f"| {seed} | {sum(r['pass'] for r in other)}/{len(other)} | "
+                f"{max(abs(r['dpsnr']) for r in other):.2f} | {max(abs(r['dssim']) for r in other):.4f} | "
+                f"{np.mean([r['psnr'] for r in other]):.2f} | {np.mean([r['ssim'] for r in other]):.4f} |"
+            )
+        lines.append("")
+    lines += [
+        "## Notes",
+        "",
+        "- Synthesis (see `harness/data/synth.py`): low light → rain → snow → haze, as CDD-11. Low light is "
+        "Retinex R·(k·L)^γ + n with L the guided-filtered max-RGB map, γ ~ U[2, 3], σ ~ U[0.03, 0.08] "
+        "and a slight exposure factor k ~ U[0.95, 1]; haze is J·t + A(1−t), t = exp(−β·min(1−D̃, 0.7)), "
+        "β ~ U[1, 2], A ~ U[0.6, 0.9], D̃ the box-smoothed near-ness (real disparity for the motorcycle "
+        "scenes, monocular prior otherwise) raised to 0.75.",
+        "- CDD-11's own inputs show that rain and snow lift a low-light image towards the clean one "
+        "(low 12.0 dB → low+rain 14.6, low+snow 13.5) although rain alone costs 22 dB: their layers carry "
+        "a diffuse brightening, modelled here as faint low-frequency veils (rain 0.015–0.045, snow "
+        "0.015–0.04) next to the streaks / flakes. Without them low+rain and low+snow fell 1.7–2.7 dB short.",
+        "- The test sources were chosen for a mean brightness (0.39–0.45) close to CDD-11's daylight "
+        "scenes; with a dark dusk photo (`rocket`) in the test split, haze and haze+rain fell ~2 dB below "
+        "the reference. `rocket` is in the train split.",
+        "- The numbers hold for the 256×384 mini scenes. The `full` size (720×1080, upscaled crops) is "
+        "meant for throughput; its smoother upscaled content gives somewhat different input scores.",
+        "",
+        "Regenerate with `python -m harness.data.mini --calibrate --out reports/ --seeds 7,11` (also "
+        "writes `calibration.csv`).",
+        "",
+    ]
+    (out_dir / "calibration.md").write_text("\n".join(lines))
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m harness.data.mini", description=__doc__.split("\n")[0])
+    ap.add_argument("--split", default="test", choices=sorted(SPLITS))
+    ap.add_argument("--size", default="mini", choices=sorted(SIZES))
+    ap.add_argument("--root", type=Path, default=None, help="base directory instead of the user cache")
+    ap.add_argument("--workers", type=int, default=None)
+    ap.add_argument("--calibrate", action="store_true", help="score the mini test split vs CDD-11's inputs")
+    ap.add_argument("--out", type=Path, default=Path("reports"), help="where --calibrate writes its report")
+    ap.add_argument("--seeds", default="", help="--calibrate: extra seeds to check, comma-separated")
+    a = ap.parse_args(argv)
+    if a.calibrate:
+        rows = calibrate(a.out, extra_seeds=[int(x) for x in a.seeds.split(",") if x.strip()])
+        for r in rows:
+            print(f"{r['type']:>14}  {r['psnr']:6.2f} ({r['dpsnr']:+.2f})  {r['ssim']:.4f} ({r['dssim']:+.4f})"
+                  f"  {'ok' if r['pass'] else 'FAIL'}")
+        print(f"wrote {a.out / 'calibration.md'}")
+        return 0 if all(r["pass"] for r in rows) else 1
+    print(ensure(a.split, size=a.size, root=a.root, workers=a.workers, quiet=False))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
