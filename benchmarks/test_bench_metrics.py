@@ -55,7 +55,8 @@ def test_harness_metrics(benchmark):
     except ImportError:
         pytest.skip("harness.metrics is not available yet")
     gt, out = _pair()
-    g, o = _as_tensor(gt), _as_tensor(out)
+    # as harness.run calls it: the ground truth as the 8-bit file decoded (uint8), the output as float
+    g, o = torch.from_numpy(gt).permute(2, 0, 1).unsqueeze(0), _as_tensor(out)
     benchmark.group = "metrics 1080x720"
     benchmark.extra_info["impl"] = "harness.metrics.score"
     benchmark.extra_info["threads"] = torch.get_num_threads()

@@ -162,7 +162,7 @@ class MethodRunner:
             bad = (~torch.isfinite(out)).sum().item()
             if bad:
                 raise ValueError(f"output has {bad} NaN/Inf value(s)")
-            gt = torch.from_numpy(lp.clear).permute(2, 0, 1).unsqueeze(0).to(torch.float64) / 255.0
+            gt = torch.from_numpy(lp.clear).permute(2, 0, 1).unsqueeze(0)  # uint8: exact integer scoring
             ps, ss = metrics.score(gt, out.cpu(), self.convention)
             if self.images_dir is not None:
                 self._save(out, p)

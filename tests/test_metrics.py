@@ -100,3 +100,18 @@ def test_shape_mismatch_is_an_error():
 def test_unknown_convention():
     with pytest.raises(ValueError, match="unknown metric convention"):
         metrics.get_convention("bt601")
+
+
+def test_integer_and_float_paths_agree_and_off_grid_floats_match_skimage():
+    rng = np.random.default_rng(3)
+    gt = data.astronaut()[:90, :120]
+    out = np.clip(gt.astype(int) + rng.integers(-30, 31, gt.shape), 0, 255).astype(np.uint8)
+    u8 = metrics.ssim(torch.from_numpy(gt).permute(2, 0, 1), torch.from_numpy(out).permute(2, 0, 1)).item()
+    g = _t(gt) + torch.rand(1, 3, 90, 120, dtype=torch.float64) * 1e-3  # off the 8-bit grid: float64 path
+    o = _t(out)
+    ref = structural_similarity(g[0].permute(1, 2, 0).numpy(), o[0].permute(1, 2, 0).numpy(), channel_axis=-1,
+                                data_range=1.0)
+    assert abs(metrics.ssim(g, o).item() - ref) < 1e-6
+    assert abs(u8 - structural_similarity(gt, out, channel_axis=-1, data_range=255)) < 1e-9
+    ps8 = metrics.psnr(torch.from_numpy(gt).permute(2, 0, 1), torch.from_numpy(out).permute(2, 0, 1)).item()
+    assert abs(ps8 - peak_signal_noise_ratio(gt, out, data_range=255)) < 1e-9
