@@ -285,6 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"seed (default {DEFAULT_SEED})")
     p.add_argument("--level", type=float, default=DEFAULT_LEVEL, help="interval level (default 0.95)")
     p.add_argument("--per-type", action="store_true", help="also print pairwise differences per type")
+    p.add_argument("--write", type=Path, default=None, help="also write the Markdown to this file")
     args = p.parse_args(argv)
     records, warnings = read_records(args.run_dir / RECORDS_FILE)
     for w in warnings:
@@ -298,7 +299,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(render_markdown(result))
+    text = render_markdown(result)
+    print(text)
+    if args.write is not None:
+        args.write.write_text(text)
     return 0
 
 

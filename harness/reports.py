@@ -1,0 +1,67 @@
+"""`python -m harness.reports`: regenerate everything in reports/ for the embedded default data set.
+
+This is the main job behind `nox -s eval`. Each step is also a command of its own (reports/README.md
+lists them); this module only runs them in order with the project's fixed settings:
+
+1. calibration of the synthetic data set      → reports/calibration.{md,csv}
+2. evaluation of the demo-weight methods       → reports/cdd11-mini/ (records, summary, Table I md/tex/csv,
+   in auto and text mode, images saved           confusion matrices, misclassification cost)
+3. Table I with significance marks + bootstrap → reports/cdd11-mini/table1.md, significance.md
+4. visual comparison grid (paper's Fig. 5)      → reports/cdd11-mini/grid.png
+5. CPU timing table at 1080p and 2K            → reports/timing_cpu.{md,tex,json}
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+DEMO_METHODS = "identity,onerestore,vlur"
+TIMED_METHODS = "onerestore,vlur"
+FLOPS_ONLY_METHODS = "promptir,airnet"
+
+
+def _step(title: str, argv: list[str]) -> int:
+    print(f"\n== {title}\n$ {' '.join(argv)}", flush=True)
+    return subprocess.run([sys.executable, *argv]).returncode
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m harness.reports", description=__doc__.splitlines()[0])
+    p.add_argument("--out", type=Path, default=Path("reports"))
+    p.add_argument("--skip-timing", action="store_true", help="skip the CPU timing table (the slowest step)")
+    args = p.parse_args(argv)
+    out: Path = args.out
+    run_dir = out / "cdd11-mini"
+    failed = []
+    steps = [
+        ("calibration", ["-m", "harness.data.mini", "--calibrate", "--out", str(out)]),
+        ("evaluation", ["-m", "harness.run", "--methods", DEMO_METHODS, "--mode", "auto,text", "--out", str(run_dir),
+                        "--save-images", "--quiet"]),
+        ("Table I with significance", ["-m", "harness.tables", str(run_dir), "--significance"]),
+        ("bootstrap intervals", ["-m", "harness.stats", str(run_dir), "--write", str(run_dir / "significance.md")]),
+        ("comparison grid", ["-m", "harness.grid", str(run_dir), "--out", str(run_dir / "grid.png"),
+                             "--per-type", "1", "--crop", "128"]),
+    ]
+    if not args.skip_timing:
+        steps += [
+            ("CPU timing", ["-m", "harness.timing", "--methods", TIMED_METHODS, "--sizes", "1080p,2k",
+                            "--device", "cpu", "--out", str(out / "timing_cpu")]),
+            ("FLOPs of the methods without demo weights", [
+                "-m", "harness.timing", "--methods", FLOPS_ONLY_METHODS, "--sizes", "1080p,2k", "--device", "cpu",
+                "--random-weights", "--flops-only", "--out", str(out / "flops")]),
+        ]
+    for title, cmd in steps:
+        if _step(title, cmd) != 0:
+            failed.append(title)
+    if failed:
+        print(f"\nsteps that failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    print(f"\nreports regenerated in {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
