@@ -17,7 +17,6 @@ bad data root, output folder locked, no method with a classifier); 130 interrupt
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
 import time
@@ -31,8 +30,8 @@ from harness import confusion, registry
 from harness.cdd11 import CLEAR, parse_types
 from harness.data.cdd11 import DatasetError, LoadedPair, Pair, iter_loaded, scan
 from harness.protocol import DegradationClassifier
-from harness.records import RecordStore, RunLockedError
-from harness.run import _progress, _to_tensor, _todo, default_data_root
+from harness.records import RecordStore
+from harness.run import _progress, _to_tensor, _todo, default_data_root, guarded_main
 from harness.weights import WeightsError
 
 DEFAULT_OUT = Path("runs/classify")
@@ -181,24 +180,7 @@ def run(args: argparse.Namespace, log=print) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    for module in args.imports:
-        try:
-            importlib.import_module(module)
-        except ImportError as e:
-            print(f"error: --import {module}: {e}", file=sys.stderr)
-            return 2
-    if args.limit is not None and args.limit < 1:
-        print("error: --limit must be at least 1", file=sys.stderr)
-        return 2
-    try:
-        return run(args)
-    except (DatasetError, RunLockedError, registry.UnknownMethodError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"\ninterrupted: every classified image is saved in {args.out / confusion.PREDICTIONS_FILE}; "
-              "run the same command again to resume", file=sys.stderr)
-        return 130
+    return guarded_main(args, run, args.out / confusion.PREDICTIONS_FILE, what="classified image")
 
 
 if __name__ == "__main__":

@@ -348,29 +348,36 @@ def write_summary(out: Path, records: list[dict], data: Scan, config: dict, args
     return summary
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def guarded_main(args: argparse.Namespace, run_fn, saved: Path, what: str = "finished image") -> int:
+    """Shared CLI frame: --import plugins, --limit check, and errors/Ctrl-C turned into messages + exit codes."""
     for module in args.imports:
         try:
             importlib.import_module(module)
         except ImportError as e:
             print(f"error: --import {module}: {e}", file=sys.stderr)
             return 2
-    if args.list:
-        print(list_methods())
-        return 0
     if args.limit is not None and args.limit < 1:
         print("error: --limit must be at least 1", file=sys.stderr)
         return 2
     try:
-        return run(args)
+        return run_fn(args)
     except (DatasetError, RunLockedError, registry.UnknownMethodError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"\ninterrupted: every finished image is saved in {args.out / 'records.jsonl'}; "
-              "run the same command again to resume", file=sys.stderr)
+        print(f"\ninterrupted: every {what} is saved in {saved}; run the same command again to resume",
+              file=sys.stderr)
         return 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.list:
+        for module in args.imports:
+            importlib.import_module(module)
+        print(list_methods())
+        return 0
+    return guarded_main(args, run, args.out / "records.jsonl")
 
 
 if __name__ == "__main__":
