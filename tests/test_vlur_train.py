@@ -1,0 +1,111 @@
+"""VL-UR training CLI (2 steps end to end, exact --resume, the OneRestore ablation) and the harness method."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import make_layout
+
+from harness.cdd11 import TYPES
+from harness.protocol import AutoRestorer, Restorer
+from harness.registry import MethodOptions, create_restorer
+from harness.weights import WeightsError
+from vlur import method as vlur_method
+from vlur import train
+from vlur.classifier import TINY_CLIP, SceneClassifier
+
+COMMON = ["--channel", "8", "--heads", "2", "--patch", "36", "--batch", "2", "--negatives", "2", "--seed", "3",
+          "--epoch-steps", "1", "--val-crop", "0", "--val-max", "4", "--no-progress", "--lr-decay-every", "1"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    return make_layout(tmp_path_factory.mktemp("vlur") / "data", n=3, size=(40, 46))
+
+
+@pytest.fixture(scope="module")
+def sc_file(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    sc = SceneClassifier.zero_shot(TINY_CLIP, "none")
+    path = tmp_path_factory.mktemp("sc") / "my_sc.pt"
+    torch.save(sc.to_checkpoint({"steps": 0}), path)
+    return path
+
+
+def _run(data: Path, out: Path, *extra: str) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert train.main(["--data", str(data), "--out", str(out), *COMMON, *extra]) == 0
+
+
+def test_two_steps_end_to_end_and_exact_resume(data, sc_file, tmp_path, capsys):
+    full, part = tmp_path / "full", tmp_path / "part"
+    _run(data, full, "--steps", "2", "--sc", str(sc_file))
+    assert "VLUR-TRAIN DONE arch=vlur steps=2/2" in capsys.readouterr().out
+    ck = torch.load(full / "model.pt", map_location="cpu", weights_only=True)
+    assert ck["format"] == "vlur-harness-checkpoint" and ck["version"] == 1 and ck["arch"] == "vlur"
+    meta = ck["meta"]
+    assert meta["steps"] == 2 and meta["seed"] == 3 and meta["vgg"] in ("imagenet", "random-seeded")
+    assert meta["data_fingerprint"] and meta["git_commit"] and len(meta["history"]) == 2
+    assert "train_state" not in ck and (full / "sc.pt").is_file() and (full / "train.log").is_file()
+    assert "epoch 2 step 2/2" in (full / "train.log").read_text()
+
+    _run(data, part, "--steps", "1", "--sc", str(sc_file))
+    _run(data, part, "--steps", "2", "--sc", str(sc_file), "--resume")
+    resumed = torch.load(part / "model.pt", map_location="cpu", weights_only=True)
+    assert resumed["meta"]["steps"] == 2
+    for k, v in ck["state_dict"].items():
+        assert torch.equal(v, resumed["state_dict"][k]), k
+    assert "resumed from" in (part / "train.log").read_text()
+
+    with pytest.raises(SystemExit, match="settings differ"):
+        _run(data, part, "--steps", "3", "--sc", str(sc_file), "--resume", "--patch", "40")
+
+
+def test_method_from_trained_checkpoint(data, sc_file, tmp_path):
+    out = tmp_path / "run"
+    _run(data, out, "--steps", "1", "--sc", str(sc_file))
+    m = create_restorer("vlur", MethodOptions(mode="auto", weights=out / "model.pt"))
+    assert isinstance(m, Restorer) and isinstance(m, AutoRestorer)
+    assert m.weights_label == "custom" and [p.name for p in m.weights_files] == ["model.pt", "sc.pt"]
+    x = torch.rand(2, 3, 27, 31)
+    restored, types = m.restore_auto(x)
+    assert restored.shape == x.shape and len(types) == 2 and set(types) <= set(TYPES)
+    with torch.no_grad():  # auto mode = the SC's prediction driving the restorer
+        assert torch.allclose(restored, m.restorer.forward_types(x, types))
+        assert torch.allclose(m.restorer.text_features, m.classifier.text_features)
+    text = m.restore(x, ["haze", "snow"])
+    assert text.shape == x.shape
+    (out / "model.pt").rename(out / "renamed.pt")
+    t = create_restorer("vlur", MethodOptions(mode="auto", weights=out / "renamed.pt"))  # finds out/sc.pt
+    assert t.classifier is not None
+    (out / "sc.pt").unlink()
+    t = create_restorer("vlur", MethodOptions(mode="text", weights=out / "renamed.pt"))  # text: no SC needed
+    assert t.classifier is None and t.restore(x, ["rain", "low"]).shape == x.shape
+    with pytest.raises(WeightsError, match="no scene classifier"):
+        create_restorer("vlur", MethodOptions(mode="auto", weights=out / "renamed.pt"))
+
+
+def test_missing_weights_name_the_file(tmp_path, monkeypatch):
+    with pytest.raises(WeightsError, match="nothing.pt"):
+        create_restorer("vlur", MethodOptions(weights=tmp_path / "nothing.pt"))
+    monkeypatch.setattr(vlur_method, "WEIGHTS_DIR", tmp_path)
+    with pytest.raises(WeightsError, match="vlur_demo.pt"):
+        create_restorer("vlur", MethodOptions())
+
+
+def test_onerestore_ablation_uses_same_pipeline(data, sc_file, tmp_path, capsys):
+    pytest.importorskip("baselines.onerestore")
+    out = tmp_path / "or"
+    _run(data, out, "--steps", "1", "--sc", str(sc_file), "--arch", "onerestore", "--heads", "8")
+    assert "arch=onerestore" in capsys.readouterr().out
+    ck = torch.load(out / "model.pt", map_location="cpu", weights_only=True)
+    assert ck["arch"] == "onerestore" and ck["config"]["channel"] == 8
+    assert ck["type_table"].shape == (12, 324) and not ck["type_table"][0].any()
+    from baselines.onerestore import OneRestore
+
+    model = OneRestore(channel=8)
+    model.load_state_dict(ck["state_dict"])

@@ -1,0 +1,552 @@
+"""Train VL-UR's Scene Restorer (or, with `--arch onerestore`, the OneRestore ablation) on CDD-11-layout data.
+
+    python -m vlur.train --data ROOT --out DIR [--arch vlur|onerestore] [--channel 32] [--sc SC.pt]
+                         [--lr 1e-3] [--steps N | --epochs E] [--patch 128] [--batch 4] [--negatives 3]
+                         [--seed 0] [--threads T] [--resume]
+
+Without `--data` the embedded default train split (`harness.data.mini.ensure("train")`) is used.
+
+Pipeline (identical for both archs, so `--arch onerestore` is the direct ablation of PGCA):
+
+* Data: every (type, NAME) pair of ROOT/<type>/NAME with its ROOT/clear/NAME.  A held-out validation set is
+  either `--val ROOT2` or `--val-fraction` (default 0.1, at least one scene when there are ≥ 2) of the scene
+  names, chosen by the SHA-1 of the name (independent of the seed); all types of a held-out scene are held
+  out.  Decoded images are cached in memory (uint8).
+* Sampling: epoch e visits the training pairs in the order of a permutation drawn from
+  numpy `default_rng([seed, 1, e])`, `--batch` pairs per step (a last partial batch is dropped; an epoch is
+  at least one step; `--epoch-steps` overrides its length).  Each sample draws from `default_rng([seed, 2,
+  step, i])`: a random `--patch`² crop (the same window on the clear image, the degraded image and its
+  negatives; images smaller than the patch are reflect-padded), a random horizontal flip (p = 0.5), and
+  `--negatives` N negatives = the same scene under N other degradation types, drawn without replacement
+  among the types present (with replacement if fewer than N exist; the degraded input itself if none).
+  Because every random draw is a function of (seed, step), `--resume` continues exactly.
+* Model init: `torch.manual_seed(seed)` right before building the model.  `--arch vlur`: the restorer's
+  text table is the Scene Classifier's cached F_text (`--sc` checkpoint of `vlur.train_classifier`; without
+  it an untrained, seeded `vlur-tiny-clip` SC gives the table and a warning says so).  `--arch onerestore`:
+  `baselines.onerestore.OneRestore(channel=C)` driven by `forward(x, embedding)`, embedding = the row of a
+  12 × 324 type table whose rows 1..11 are the same SC text features mapped by a fixed random projection
+  (seed 0, N(0, 1/D) entries; row 0, "clear", is zero) — both arms see the same type information.
+* Loss: `vlur.losses.VLURLoss` (0.6·SmoothL1 + 0.3·(1 − MS-SSIM) + 0.1·CDRL).
+* Optimiser: Adam (β 0.9, 0.999), lr `--lr` (paper: 1e-3) multiplied by `--lr-gamma` (0.5) every
+  `--lr-decay-every` steps (default: OneRestore's "halve every 30 of 200 epochs" scaled to the budget,
+  ceil(0.15·steps)).
+* Each epoch: validation PSNR (text mode, true types; `--val-max` images spread over the types, centre crop
+  `--val-crop`; 8-bit-quantised outputs scored with `harness.metrics`, mean per type then over types), a
+  line in DIR/train.log, and DIR/last.pt written atomically (model + Adam state + history).  At the end
+  DIR/model.pt (no optimiser state) and, for vlur, DIR/sc.pt (a copy of the SC used) are written and one
+  summary line starting with "VLUR-TRAIN DONE" is printed.
+* Determinism: seeds as above, `torch.use_deterministic_algorithms(True, warn_only=True)`; the same command
+  on the same machine (same thread count) gives the same weights.  `--max-minutes` stops early (saving
+  everything) and is the one non-deterministic option.
+
+Checkpoints: {"format": "vlur-harness-checkpoint", "version": 1, "arch", "config", "state_dict", "meta":
+{steps, seed, data_fingerprint, vgg ("imagenet" | "random-seeded"), git_commit, history, ...}} plus
+"type_table" (onerestore) and "train_state" (last.pt only); all load with torch.load(weights_only=True).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from harness.cdd11 import TYPES
+from vlur.restorer import VLURRestorer, check_checkpoint, make_checkpoint
+
+ARCHS = ("vlur", "onerestore")
+TYPE_TABLE_SEED = 0
+EMBED_LEN = 324
+
+
+# ----------------------------------------------------------------------------------------------------------
+# data
+
+
+@dataclass(frozen=True)
+class Sample:
+    type: str
+    name: str
+    degraded: Path
+    clear: Path
+
+
+class PairData:
+    """CDD-11-layout pairs, scene-indexed for negatives, with an in-memory uint8 image cache."""
+
+    def __init__(self, root: Path, names: set[str] | None = None, exclude: set[str] | None = None):
+        from harness.data.cdd11 import scan
+
+        s = scan(root)
+        self.root = Path(root)
+        self.fingerprint = s.fingerprint
+        self.samples: list[Sample] = []
+        self.by_scene: dict[str, dict[str, Path]] = {}
+        for p in s.pairs:
+            if p.clear is None:
+                continue
+            if names is not None and p.name not in names:
+                continue
+            if exclude is not None and p.name in exclude:
+                continue
+            self.samples.append(Sample(p.type, p.name, p.degraded, p.clear))
+            self.by_scene.setdefault(p.name, {})[p.type] = p.degraded
+        self._cache: dict[Path, torch.Tensor] = {}
+
+    @staticmethod
+    def scene_names(root: Path) -> list[str]:
+        from harness.data.cdd11 import scan
+
+        return sorted({p.name for p in scan(root).pairs if p.clear is not None})
+
+    def image(self, path: Path) -> torch.Tensor:
+        """3×H×W uint8 tensor (cached)."""
+        from harness.data.cdd11 import read_rgb8
+
+        t = self._cache.get(path)
+        if t is None:
+            a, _ = read_rgb8(path)
+            t = torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1).contiguous()
+            self._cache[path] = t
+        return t
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+
+def split_val_names(names: Sequence[str], fraction: float) -> set[str]:
+    """Held-out scene names: the first round(fraction·n) names in SHA-1 order (at least 1 when n ≥ 2)."""
+    if fraction <= 0 or len(names) < 2:
+        return set()
+    k = min(len(names) - 1, max(1, round(fraction * len(names))))
+    order = sorted(names, key=lambda n: hashlib.sha1(n.encode()).hexdigest())
+    return set(order[:k])
+
+
+def _pad_to(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    ph, pw = max(0, h - x.shape[-2]), max(0, w - x.shape[-1])
+    if not (ph or pw):
+        return x
+    mode = "reflect" if ph < x.shape[-2] and pw < x.shape[-1] else "replicate"
+    return F.pad(x.unsqueeze(0).float(), (0, pw, 0, ph), mode=mode).squeeze(0)
+
+
+def make_batch(data: PairData, indices: Sequence[int], seed: int, step: int, patch: int, negatives: int):
+    """(degraded B×3×P×P, clear, negatives B×N×3×P×P or None, types) for one training step."""
+    deg, clr, neg, types = [], [], [], []
+    for i, idx in enumerate(indices):
+        s = data.samples[idx]
+        rng = np.random.default_rng([seed, 2, step, i])
+        others = [t for t in data.by_scene[s.name] if t != s.type]
+        if negatives:
+            if len(others) >= negatives:
+                picked = [others[j] for j in rng.choice(len(others), negatives, replace=False)]
+            elif others:
+                picked = [others[j] for j in rng.choice(len(others), negatives, replace=True)]
+            else:
+                picked = [s.type] * negatives
+        else:
+            picked = []
+        imgs = [data.image(s.degraded), data.image(s.clear)] + [data.image(data.by_scene[s.name][t]) for t in picked]
+        h, w = imgs[0].shape[-2:]
+        for im in imgs:
+            if im.shape[-2:] != (h, w):
+                raise ValueError(f"scene {s.name}: images differ in size ({tuple(im.shape[-2:])} vs {(h, w)})")
+        imgs = [_pad_to(im, patch, patch) for im in imgs]
+        hh, ww = imgs[0].shape[-2:]
+        top = int(rng.integers(0, hh - patch + 1))
+        left = int(rng.integers(0, ww - patch + 1))
+        flip = bool(rng.random() < 0.5)
+        crops = []
+        for im in imgs:
+            c = im[:, top:top + patch, left:left + patch].float() / 255.0
+            crops.append(c.flip(-1) if flip else c)
+        deg.append(crops[0])
+        clr.append(crops[1])
+        if negatives:
+            neg.append(torch.stack(crops[2:]))
+        types.append(s.type)
+    return torch.stack(deg), torch.stack(clr), (torch.stack(neg) if negatives else None), types
+
+
+def batch_indices(n: int, batch: int, seed: int, step: int, steps_per_epoch: int) -> list[int]:
+    epoch, k = divmod(step, steps_per_epoch)
+    perm = np.random.default_rng([seed, 1, epoch]).permutation(n)
+    return [int(perm[j % n]) for j in range(k * batch, (k + 1) * batch)]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# models
+
+
+def onerestore_type_table(text_features: torch.Tensor) -> torch.Tensor:
+    """12 × 324: row 0 (clear) zero, rows 1..11 = text_features @ P, P fixed N(0, 1/D) (seed 0)."""
+    d = text_features.shape[1]
+    g = torch.Generator().manual_seed(TYPE_TABLE_SEED)
+    proj = torch.randn(d, EMBED_LEN, generator=g) / math.sqrt(d)
+    return torch.cat([torch.zeros(1, EMBED_LEN), text_features.float() @ proj])
+
+
+def build_model(arch: str, channel: int, heads: int, attention: str, text_features: torch.Tensor, seed: int):
+    torch.manual_seed(seed)
+    if arch == "vlur":
+        return VLURRestorer(channel=channel, heads=heads, text_dim=text_features.shape[1], attention=attention,
+                            text_features=text_features)
+    try:
+        from baselines.onerestore import OneRestore
+    except ImportError as e:
+        raise SystemExit(f"--arch onerestore needs baselines/onerestore.py (OneRestore(channel=C)): {e}") from None
+    return OneRestore(channel=channel)
+
+
+class ModelRunner:
+    """Calls either arch with a list of type names."""
+
+    def __init__(self, arch: str, model: torch.nn.Module, type_table: torch.Tensor | None):
+        self.arch, self.model, self.type_table = arch, model, type_table
+
+    def __call__(self, x: torch.Tensor, types: Sequence[str]) -> torch.Tensor:
+        if self.arch == "vlur":
+            return self.model.forward_types(x, types)
+        from harness.cdd11 import type_index
+
+        emb = self.type_table[[type_index(t) for t in types]].to(x)
+        return self.model(x, emb)
+
+
+def model_config(arch: str, model: torch.nn.Module, channel: int) -> dict:
+    if arch == "vlur":
+        return dict(model.config)
+    return {"channel": channel, "antialias": bool(getattr(model, "antialias", False))}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# validation
+
+
+def _psnr_quantised(gt: torch.Tensor, out: torch.Tensor) -> float:
+    try:
+        from harness.metrics import psnr, quantize
+    except ImportError:  # pragma: no cover - harness.metrics is part of the project
+        q = torch.floor(out.detach().double().clamp(0, 1) * 255 + 0.5) / 255
+        return float(10 * torch.log10(1 / (gt.double() - q).pow(2).mean()))
+    return float(psnr(gt, quantize(out))[0])
+
+
+def pick_val(data: PairData, max_images: int) -> list[Sample]:
+    """Up to `max_images` validation samples, round-robin over types (deterministic)."""
+    by_type: dict[str, list[Sample]] = {}
+    for s in sorted(data.samples, key=lambda s: (TYPES.index(s.type), s.name)):
+        by_type.setdefault(s.type, []).append(s)
+    out: list[Sample] = []
+    depth = 0
+    while len(out) < max_images and any(depth < len(v) for v in by_type.values()):
+        for t in TYPES:
+            if t in by_type and depth < len(by_type[t]) and len(out) < max_images:
+                out.append(by_type[t][depth])
+        depth += 1
+    return out
+
+
+def _center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
+    if size <= 0:
+        return x
+    h, w = x.shape[-2:]
+    ch, cw = min(h, size), min(w, size)
+    top, left = (h - ch) // 2, (w - cw) // 2
+    return x[..., top:top + ch, left:left + cw]
+
+
+@torch.no_grad()
+def validate(runner: ModelRunner, data: PairData, samples: Sequence[Sample], crop: int) -> tuple[float, float]:
+    """(mean PSNR of outputs, of inputs) — per type means, then the unweighted mean over types."""
+    if not samples:
+        return math.nan, math.nan
+    was = runner.model.training
+    runner.model.eval()
+    per_type: dict[str, list[tuple[float, float]]] = {}
+    for s in samples:
+        x = _center_crop(data.image(s.degraded).float().unsqueeze(0) / 255.0, crop)
+        y = _center_crop(data.image(s.clear).float().unsqueeze(0) / 255.0, crop)
+        out = runner(x, [s.type])
+        per_type.setdefault(s.type, []).append((_psnr_quantised(y, out), _psnr_quantised(y, x)))
+    runner.model.train(was)
+    means = [np.mean(np.array(v), axis=0) for v in per_type.values()]
+    return float(np.mean([m[0] for m in means])), float(np.mean([m[1] for m in means]))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# helpers
+
+
+def atomic_save(obj: object, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def git_commit() -> str:
+    try:
+        r = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parents[1],
+                           capture_output=True, text=True, timeout=10)
+        return r.stdout.strip() if r.returncode == 0 and r.stdout.strip() else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def load_sc(path: str | None, seed: int, log):
+    """(SceneClassifier, sc description) — an untrained seeded tiny-CLIP SC when `path` is None."""
+    from harness.weights import sha256_file
+    from vlur.classifier import SceneClassifier, load_classifier
+
+    if path:
+        sc = load_classifier(path)
+        return sc, {"file": "sc.pt", "source": str(path), "sha256": sha256_file(Path(path)), "trained": True}
+    msg = ("no --sc given: the type table comes from an UNTRAINED seeded vlur-tiny-clip scene classifier; "
+           "'text' mode is fine, 'auto' mode will be meaningless (train one: python -m vlur.train_classifier)")
+    warnings.warn(msg, stacklevel=2)
+    log(f"WARNING: {msg}")
+    torch.manual_seed(seed)
+    sc = SceneClassifier.zero_shot("vlur-tiny-clip", "none")
+    sc.meta = {"trained": False, "seed": seed}
+    return sc, {"file": "sc.pt", "source": None, "sha256": None, "trained": False}
+
+
+RESUME_KEYS = ("arch", "channel", "heads", "attention", "patch", "batch", "negatives", "seed", "lr", "lr_gamma",
+               "lr_decay_every", "steps_per_epoch", "val_fraction", "data_fingerprint")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# main
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m vlur.train", description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data", type=Path, default=None, help="CDD-11-layout train root (default: embedded mini train)")
+    p.add_argument("--val", type=Path, default=None, help="separate validation root (default: held-out scenes)")
+    p.add_argument("--val-fraction", type=float, default=0.1, help="fraction of scene names held out")
+    p.add_argument("--val-max", type=int, default=22, help="validation images per epoch (spread over types)")
+    p.add_argument("--val-crop", type=int, default=256, help="centre crop for validation (0 = full image)")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--arch", choices=ARCHS, default="vlur")
+    p.add_argument("--attention", choices=("pgca", "cross"), default="pgca", help="vlur only: block attention")
+    p.add_argument("--channel", type=int, default=32)
+    p.add_argument("--heads", type=int, default=8)
+    p.add_argument("--sc", type=str, default=None, help="scene-classifier checkpoint (vlur.train_classifier)")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr-gamma", type=float, default=0.5)
+    p.add_argument("--lr-decay-every", type=int, default=0, help="steps between lr decays (0 = ceil(0.15·steps))")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--steps", type=int, default=None, help="total optimisation steps")
+    g.add_argument("--epochs", type=int, default=None, help="total epochs (default 1 when --steps is absent)")
+    p.add_argument("--epoch-steps", type=int, default=0, help="steps per epoch (0 = pairs // batch)")
+    p.add_argument("--patch", type=int, default=128)
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--negatives", type=int, default=3, help="negatives per sample for CDRL")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
+    p.add_argument("--vgg", type=str, default=None, help="VGG-16 ImageNet weights file (vgg16-397923af.pth)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--max-minutes", type=float, default=0, help="stop early after this wall time (0 = never)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    log_path = out / "train.log"
+    logf = open(log_path, "a", encoding="utf-8")  # noqa: SIM115 - closed in finally
+
+    def log(msg: str, echo: bool = False) -> None:
+        logf.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}\n")
+        logf.flush()
+        if echo:
+            print(msg, file=sys.stderr, flush=True)
+
+    try:
+        return _train(args, out, log)
+    finally:
+        logf.close()
+
+
+def _train(args: argparse.Namespace, out: Path, log) -> int:
+    device = torch.device(args.device)
+    if args.data is None:
+        from harness.data.mini import ensure
+
+        args.data = ensure("train")
+    names = PairData.scene_names(args.data)
+    val_names = set() if args.val is not None else split_val_names(names, args.val_fraction)
+    train = PairData(args.data, exclude=val_names)
+    if not len(train):
+        raise SystemExit(f"no training pairs under {args.data}")
+    val = PairData(args.val) if args.val is not None else (PairData(args.data, names=val_names) if val_names else None)
+    val_samples = pick_val(val, args.val_max) if val is not None else []
+    spe = args.epoch_steps or max(1, len(train) // args.batch)
+    total = args.steps if args.steps is not None else (args.epochs or 1) * spe
+    decay_every = args.lr_decay_every or max(1, math.ceil(0.15 * total))
+    fingerprint = train.fingerprint + (f"-minus{len(val_names)}" if val_names else "")
+    settings = {"arch": args.arch, "channel": args.channel, "heads": args.heads, "attention": args.attention,
+                "patch": args.patch, "batch": args.batch, "negatives": args.negatives, "seed": args.seed,
+                "lr": args.lr, "lr_gamma": args.lr_gamma, "lr_decay_every": decay_every, "steps_per_epoch": spe,
+                "val_fraction": args.val_fraction, "data_fingerprint": fingerprint}
+    log(f"start: {' '.join(sys.argv)}")
+    log(f"data {args.data}: {len(train)} training pairs, {len(val_names)} held-out scenes, "
+        f"{len(val_samples)} validation images; {spe} steps/epoch, {total} steps")
+
+    sc, sc_info = load_sc(args.sc, args.seed, log)
+    text_features = sc.text_features.detach().cpu()
+    model = build_model(args.arch, args.channel, args.heads, args.attention, text_features, args.seed).to(device)
+    type_table = onerestore_type_table(text_features) if args.arch == "onerestore" else None
+    runner = ModelRunner(args.arch, model, type_table.to(device) if type_table is not None else None)
+    criterion = VLURLossLazy(args.vgg).get().to(device)
+    log(f"model {args.arch}: {sum(p.numel() for p in model.parameters())} parameters; CDRL VGG-16 weights: "
+        f"{criterion.vgg_source}")
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.999))
+    step, history = 0, []
+    last = out / "last.pt"
+    if args.resume:
+        if not last.is_file():
+            raise SystemExit(f"--resume: {last} does not exist")
+        ck = check_checkpoint(torch.load(last, map_location="cpu", weights_only=True), str(last), args.arch)
+        saved = ck["train_state"]["settings"]
+        diff = {k: (saved.get(k), settings[k]) for k in RESUME_KEYS if saved.get(k) != settings[k]}
+        if diff:
+            raise SystemExit(f"--resume: settings differ from {last}: " +
+                             ", ".join(f"{k} saved {a!r} now {b!r}" for k, (a, b) in diff.items()))
+        model.load_state_dict(ck["state_dict"])
+        opt.load_state_dict(ck["train_state"]["optimizer"])
+        step = int(ck["train_state"]["step"])
+        history = list(ck["meta"].get("history", []))
+        log(f"resumed from {last} at step {step}", echo=True)
+    model.train()
+
+    meta_base = {"seed": args.seed, "data": str(args.data), "data_fingerprint": fingerprint,
+                 "vgg": criterion.vgg_source, "git_commit": git_commit(), "sc": sc_info,
+                 "torch": torch.__version__, "threads": torch.get_num_threads(),
+                 "loss": "0.6*SmoothL1 + 0.3*(1-MS-SSIM) + 0.1*CDRL", "settings": settings}
+    config = model_config(args.arch, model, args.channel)
+
+    def checkpoint(with_state: bool) -> dict:
+        meta = {**meta_base, "steps": step, "history": history}
+        extra = {}
+        if type_table is not None:
+            extra["type_table"] = type_table
+        if with_state:
+            extra["train_state"] = {"optimizer": opt.state_dict(), "step": step, "settings": settings}
+        return make_checkpoint(args.arch, config, model.state_dict(), meta, **extra)
+
+    t0 = time.perf_counter()
+    bar = None
+    if not args.no_progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, initial=step, desc=f"train {args.arch}", unit="step", dynamic_ncols=True,
+                   file=sys.stderr)
+    epoch_terms: list[dict] = []
+    stopped_early = False
+    vpsnr, ipsnr = math.nan, math.nan
+    while step < total:
+        lr = args.lr * args.lr_gamma ** (step // decay_every)
+        for gparam in opt.param_groups:
+            gparam["lr"] = lr
+        idx = batch_indices(len(train), args.batch, args.seed, step, spe)
+        x, y, neg, types = make_batch(train, idx, args.seed, step, args.patch, args.negatives)
+        x, y = x.to(device), y.to(device)
+        neg = neg.to(device) if neg is not None else None
+        pred = runner(x, types)
+        loss, terms = criterion(pred, y, x, neg)
+        if not torch.isfinite(loss):
+            raise SystemExit(f"non-finite loss at step {step}: {terms}")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        epoch_terms.append({"loss": float(loss.detach()), **terms})
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{epoch_terms[-1]['loss']:.4f}", lr=f"{lr:.1e}")
+        over_time = args.max_minutes > 0 and (time.perf_counter() - t0) > args.max_minutes * 60
+        if step % spe == 0 or step == total or over_time:
+            if val_samples:
+                vpsnr, ipsnr = validate(runner, val, val_samples, args.val_crop)
+            mean = {k: float(np.mean([e[k] for e in epoch_terms])) for k in epoch_terms[0]}
+            rec = {"epoch": math.ceil(step / spe), "step": step, "lr": lr, **mean, "val_psnr": vpsnr,
+                   "val_input_psnr": ipsnr, "time_s": round(time.perf_counter() - t0, 1)}
+            history.append(rec)
+            epoch_terms = []
+            line = (f"epoch {rec['epoch']} step {step}/{total} loss {mean['loss']:.4f} (smoothL1 "
+                    f"{mean['smooth_l1']:.4f}, 1-msssim {mean['ms_ssim']:.4f}, cdrl {mean['cdrl']:.4f}) lr {lr:.2e} "
+                    f"val PSNR {vpsnr:.2f} dB (input {ipsnr:.2f}) {rec['time_s']:.0f}s")
+            log(line)
+            if bar is not None:
+                bar.write(line, file=sys.stderr)
+            atomic_save(checkpoint(True), out / "last.pt")
+            if over_time and step < total:
+                stopped_early = True
+                log(f"--max-minutes {args.max_minutes} reached: stopping at step {step}/{total}", echo=True)
+                break
+    if bar is not None:
+        bar.close()
+    atomic_save(checkpoint(False), out / "model.pt")
+    if args.arch == "vlur":
+        sc_meta = {**getattr(sc, "meta", {}), "used_by": str(out / "model.pt")}
+        if sc_info["source"]:
+            shutil.copyfile(sc_info["source"], out / "sc.pt")
+        else:
+            atomic_save(sc.to_checkpoint(sc_meta), out / "sc.pt")
+    elapsed = time.perf_counter() - t0
+    if not history or history[-1]["step"] != step:  # resumed at the end: nothing new
+        vpsnr, ipsnr = validate(runner, val, val_samples, args.val_crop) if val_samples else (math.nan, math.nan)
+    else:
+        vpsnr, ipsnr = history[-1]["val_psnr"], history[-1]["val_input_psnr"]
+    final_loss = history[-1]["loss"] if history else math.nan
+    summary = (f"VLUR-TRAIN DONE arch={args.arch} steps={step}/{total}{' (stopped early)' if stopped_early else ''} "
+               f"time={elapsed:.0f}s loss={final_loss:.4f} val_psnr={vpsnr:.2f}dB input_psnr={ipsnr:.2f}dB "
+               f"gain={vpsnr - ipsnr:+.2f}dB vgg={criterion.vgg_source} -> {out / 'model.pt'}")
+    log(summary)
+    print(summary, flush=True)
+    return 0
+
+
+class VLURLossLazy:
+    """Builds the loss (imports pytorch_msssim / torchvision only when training)."""
+
+    def __init__(self, vgg_path: str | None):
+        self.vgg_path = vgg_path
+
+    def get(self):
+        from vlur.losses import VLURLoss
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            loss = VLURLoss(self.vgg_path)
+        for w in caught:
+            print(f"warning: {w.message}", file=sys.stderr)
+        return loss
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(BrokenPipeError):
+        raise SystemExit(main())
