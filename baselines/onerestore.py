@@ -66,6 +66,8 @@ PUBLISHED_AT = "https://github.com/gy65896/OneRestore (see its release / README 
 RESTORER_FILE = "onerestore_cdd-11.tar"
 EMBEDDER_FILE = "embedder_model.tar"
 DEMO_WEIGHTS = Path(__file__).resolve().parent / "weights" / "onerestore_demo.pt"
+#: the project's demo scene classifier, which drives the demo weights' auto mode (see `TableEmbedder`)
+DEMO_SC = Path(__file__).resolve().parent.parent / "vlur" / "weights" / "vlur_sc_demo.pt"
 CHECKPOINT_FORMAT = "onerestore-selfdescribing-v1"
 
 EMBED_DIM = 324  # scene-embedding width (the cross-attention query length)
@@ -484,11 +486,82 @@ class OneRestoreRestorer:
         return self
 
 
+class TableEmbedder(nn.Module):
+    """Stand-in for the `Embedder` in checkpoints trained by this project (`vlur.train --arch onerestore`).
+
+    Such a checkpoint carries its own 12×324 `type_table` (what the restorer was trained with) instead of
+    the ResNet-18 embedder, whose 48.6 MB exceed the 10 MB budget for shipped weights. Text mode reads the
+    table; auto mode asks `classifier` (any `DegradationClassifier`; for the demo weights the project's demo
+    CLIP scene classifier) for the type and uses that type's row — which is exactly what the official
+    embedder's visual mode does with its own arg-max.
+    """
+
+    def __init__(self, type_table: torch.Tensor, classifier):
+        super().__init__()
+        if tuple(type_table.shape) != (len(ALL_TYPES), 324):
+            raise ValueError(f"type_table must be {len(ALL_TYPES)}×324, got {tuple(type_table.shape)}")
+        self.register_buffer("table", type_table.detach().float().clone())
+        self.classifier = classifier
+        self.name = f"type-table + {getattr(classifier, 'name', type(classifier).__name__)}"
+        self.labels = tuple(classifier.labels)
+
+    def type_table(self) -> torch.Tensor:
+        return self.table
+
+    def text_embedding(self, names: Sequence[str]) -> torch.Tensor:
+        return self.table[[type_index(n) for n in names]]
+
+    @staticmethod
+    def prepare(images: torch.Tensor) -> torch.Tensor:
+        return images  # the classifier does its own resizing
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        names = self.classifier.classify(images)
+        idx = torch.tensor([type_index(n) for n in names], device=self.table.device)
+        return self.table[idx], idx
+
+    def scores(self, images: torch.Tensor) -> torch.Tensor:
+        return self.classifier.scores(images)
+
+    def classify(self, images: torch.Tensor) -> list[str]:
+        return self.classifier.classify(images)
+
+    def to(self, *args, **kwargs):
+        super().to(*args, **kwargs)
+        if hasattr(self.classifier, "to"):
+            self.classifier.to(*args, **kwargs)
+        return self
+
+
+def _from_training_checkpoint(obj: dict, path: Path) -> OneRestoreRestorer:
+    """A `vlur.train --arch onerestore` checkpoint: OneRestore(channel) + its type table + a scene classifier
+    (`sc.pt` beside the file, else the shipped demo scene classifier)."""
+    from vlur.classifier import load_classifier
+    from vlur.restorer import check_checkpoint
+
+    check_checkpoint(obj, str(path), arch="onerestore")
+    model = OneRestore(int(obj["config"].get("channel", 32)), bool(obj["config"].get("antialias", False)))
+    load_strict(model, strip_prefix(obj["state_dict"], "module."), path)
+    if "type_table" not in obj:
+        raise WeightsError(f"{path}: a vlur.train onerestore checkpoint without its 'type_table'")
+    sc_path = path.parent / "sc.pt"
+    if not sc_path.is_file():
+        sc_path = DEMO_SC
+    if not sc_path.is_file():
+        raise WeightsError(f"{path}: auto mode needs a scene classifier: neither {path.parent / 'sc.pt'} nor {DEMO_SC}")
+    embedder = TableEmbedder(obj["type_table"], load_classifier(sc_path))
+    label = "demo" if path.resolve() == DEMO_WEIGHTS else "custom"
+    return OneRestoreRestorer(model.eval(), embedder, weights_label=label, weights_files=[path, sc_path],
+                              meta=dict(obj.get("meta") or {}))
+
+
 def _from_single_file(path: Path) -> OneRestoreRestorer:
     """One checkpoint: a self-describing one (label "demo"), or a plain restorer state_dict ("official")
     whose embedder is `embedder_model.tar` in the same folder."""
     path = _check_exists(path)
     obj = read_checkpoint(path)
+    if isinstance(obj, Mapping) and obj.get("format") == "vlur-harness-checkpoint":
+        return _from_training_checkpoint(dict(obj), path)
     if is_self_describing(obj):
         ckpt = read_self_describing(obj, path)
         model, embedder, files = ckpt.restorer(path), ckpt.embedder(path), [path]

@@ -109,3 +109,13 @@ def test_onerestore_ablation_uses_same_pipeline(data, sc_file, tmp_path, capsys)
 
     model = OneRestore(channel=8)
     model.load_state_dict(ck["state_dict"])
+    # the checkpoint runs as the registered onerestore method: type table in text mode, the SC in auto mode
+    from harness.registry import MethodOptions, create_restorer
+
+    r = create_restorer("onerestore", MethodOptions(weights=out / "model.pt"))
+    x = torch.rand(1, 3, 40, 56)
+    assert r.weights_label == "custom" and (out / "sc.pt") in r.weights_files
+    assert r.restore(x, ["haze"]).shape == x.shape
+    y, pred = r.restore_auto(x)
+    assert pred[0] in r.classifier.labels
+    assert torch.allclose(y, r.restore(x, pred), atol=1e-6)

@@ -33,7 +33,7 @@ Pipeline (identical for both archs, so `--arch onerestore` is the direct ablatio
 * Each epoch: validation PSNR (text mode, true types; `--val-max` images spread over the types, centre crop
   `--val-crop`; 8-bit-quantised outputs scored with `harness.metrics`, mean per type then over types), a
   line in DIR/train.log, and DIR/last.pt written atomically (model + Adam state + history).  At the end
-  DIR/model.pt (no optimiser state) and, for vlur, DIR/sc.pt (a copy of the SC used) are written and one
+  DIR/model.pt (no optimiser state) and DIR/sc.pt (a copy of the SC used; it drives auto mode) are written and one
   summary line starting with "VLUR-TRAIN DONE" is printed.
 * Determinism: seeds as above, `torch.use_deterministic_algorithms(True, warn_only=True)`; the same command
   on the same machine (same thread count) gives the same weights.  `--max-minutes` stops early (saving
@@ -510,12 +510,12 @@ def _train(args: argparse.Namespace, out: Path, log) -> int:
     if bar is not None:
         bar.close()
     atomic_save(checkpoint(False), out / "model.pt")
-    if args.arch == "vlur":
-        sc_meta = {**getattr(sc, "meta", {}), "used_by": str(out / "model.pt")}
-        if sc_info["source"]:
-            shutil.copyfile(sc_info["source"], out / "sc.pt")
-        else:
-            atomic_save(sc.to_checkpoint(sc_meta), out / "sc.pt")
+    # both archs: the SC drives auto mode (for onerestore through its type table)
+    sc_meta = {**getattr(sc, "meta", {}), "used_by": str(out / "model.pt")}
+    if sc_info["source"]:
+        shutil.copyfile(sc_info["source"], out / "sc.pt")
+    else:
+        atomic_save(sc.to_checkpoint(sc_meta), out / "sc.pt")
     elapsed = time.perf_counter() - t0
     if not history or history[-1]["step"] != step:  # resumed at the end: nothing new
         vpsnr, ipsnr = validate(runner, val, val_samples, args.val_crop) if val_samples else (math.nan, math.nan)
