@@ -287,12 +287,13 @@ def run(args: argparse.Namespace, log=print) -> int:
         records = [r for r in store.records.values() if (r["type"], r["file"]) in current
                    and r["method"] in methods and r["mode"] in modes]
     summary = write_summary(out, records, data, config, args, weights_sha, failed_methods, started)
-    from harness import tables
+    if (out / "records.jsonl").exists() and (out / "records.jsonl").stat().st_size:
+        from harness import confusion, tables  # confusion: confusion_*, classifiers.md, misclassification_*
 
-    tables.write_tables(out, published=args.published)
-    from harness import confusion  # classifier outputs (confusion_*, classifiers.md, misclassification_*)
-
-    confusion.write_run_outputs(out, log=log)
+        tables.write_tables(out, published=args.published)
+        confusion.write_run_outputs(out, log=log)
+    else:
+        log(f"no records in {out}: no tables written")
     if args.timing:
         from harness import timing
 

@@ -201,3 +201,12 @@ def test_ctrl_c_saves_and_second_writer_is_refused(tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "run the same command again to resume" in err
     assert len(read_records(out / "records.jsonl")[0]) >= 1
+
+
+def test_method_that_cannot_be_built_is_reported_not_a_crash(layout, tmp_path, capsys):
+    rc = _run(layout, tmp_path / "o", "--methods", "promptir", "--weights-dir", str(tmp_path / "nothing-here"))
+    assert rc == 1
+    text = capsys.readouterr().out
+    assert "cannot build promptir" in text and "model.ckpt" in text and "no tables written" in text
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert "promptir/auto" in summary["methods_failed"]
