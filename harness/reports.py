@@ -8,7 +8,8 @@ lists them); this module only runs them in order with the project's fixed settin
    in auto and text mode, images saved           confusion matrices, misclassification cost)
 3. Table I with significance marks + bootstrap → reports/cdd11-mini/table1.md, significance.md
 4. visual comparison grid (paper's Fig. 5)      → reports/cdd11-mini/grid.png
-5. CPU timing table at 1080p and 2K            → reports/timing_cpu.{md,tex,json}
+5. PSNR cost of tiled inference                → reports/tiling_cost.{md,json}
+6. CPU timing table at 1080p and 2K            → reports/timing_cpu/, reports/flops/
 """
 
 from __future__ import annotations
@@ -44,11 +45,13 @@ def main(argv=None) -> int:
         ("bootstrap intervals", ["-m", "harness.stats", str(run_dir), "--write", str(run_dir / "significance.md")]),
         ("comparison grid", ["-m", "harness.grid", str(run_dir), "--out", str(run_dir / "grid.png"),
                              "--per-type", "1", "--crop", "128"]),
+        ("PSNR cost of tiling", ["-m", "harness.tiling", "--methods", "onerestore,vlur", "--tile", "128",
+                                 "--overlap", "32", "--limit", "2", "--out", str(out / "tiling_cost.md")]),
     ]
     if not args.skip_timing:
         steps += [
             ("CPU timing", ["-m", "harness.timing", "--methods", TIMED_METHODS, "--sizes", "1080p,2k",
-                            "--device", "cpu", "--out", str(out / "timing_cpu")]),
+                            "--device", "cpu", "--random-weights", "--out", str(out / "timing_cpu")]),
             ("FLOPs of the methods without demo weights", [
                 "-m", "harness.timing", "--methods", FLOPS_ONLY_METHODS, "--sizes", "1080p,2k", "--device", "cpu",
                 "--random-weights", "--flops-only", "--out", str(out / "flops")]),

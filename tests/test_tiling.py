@@ -181,3 +181,29 @@ def test_tiling_psnr_cost_measures_a_seam():
     res = tiling_psnr_cost(global_model, [(x, gt)], tile=24, overlap=8)
     assert res["rows"][0]["cost_db"] > 1.0
     assert math.isfinite(res["rows"][0]["psnr_tiled_vs_whole"])
+
+
+def test_cost_on_data_cli(tmp_path):
+    """The tiling-cost command on a tiny layout with a pixel-local method: tiling costs nothing."""
+    import sys
+
+    from conftest import TESTS, make_layout
+
+    sys.path.insert(0, str(TESTS))
+    import methods_for_tests  # noqa: F401 - registers test-slow (x·0.95: pixel-local)
+
+    from harness.tiling import main
+
+    data = make_layout(tmp_path / "d", n=1, size=(96, 160), types=("haze", "low"))
+    out = tmp_path / "cost.md"
+    import os
+
+    os.environ["TEST_SLOW_SECONDS"] = "0"
+    assert main(["--methods", "test-slow", "--data", str(data), "--tile", "64", "--overlap", "16", "--limit", "1",
+                 "--out", str(out)]) == 0
+    import json
+
+    assert "| test-slow | 2 |" in out.read_text()
+    row = json.loads(out.with_suffix(".json").read_text())[0]
+    # pixel-local method: blending equal values changes at most a rare 8-bit rounding
+    assert row["images"] == 2 and abs(row["mean_cost_db"]) < 0.01
