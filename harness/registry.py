@@ -24,6 +24,7 @@ BUILTIN_MODULES: dict[str, str] = {
     "promptir": "baselines.promptir",
     "airnet": "baselines.airnet",
     "vlur": "vlur.method",
+    "vlur-zeroshot": "vlur.method",
 }
 
 

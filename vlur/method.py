@@ -137,3 +137,36 @@ def create(opts: MethodOptions) -> VLURMethod:
         return load_vlur(Path(opts.weights), mode=opts.mode, weights_label="custom", device=opts.device)
     return load_vlur(WEIGHTS_DIR / DEMO_RESTORER, WEIGHTS_DIR / DEMO_SC, mode=opts.mode, weights_label="demo",
                      device=opts.device)
+
+
+class ZeroShotSC:
+    """Classifier-only method: VL-UR's Scene Classifier as zero-shot CLIP (no restorer).
+
+    For `python -m harness.classify --methods vlur-zeroshot --weights CLIP_FILE`: CLIP ViT-B/32 with the
+    weights of CLIP_FILE (a local open_clip / OpenAI checkpoint), or "openai" through open_clip's download,
+    which fails offline with a message saying where to put the file. `harness.run` skips it (no mode).
+    """
+
+    name = "vlur-zeroshot"
+    weights_label = "zero-shot"
+
+    def __init__(self, classifier, weights_files: Sequence[Path] = ()):
+        self.classifier = classifier.eval()
+        self.weights_files = [Path(p) for p in weights_files]
+
+    def restore(self, images: torch.Tensor, degradation=None) -> torch.Tensor:
+        raise NotImplementedError("vlur-zeroshot is a classifier only: use python -m harness.classify")
+
+    def to(self, device: torch.device | str) -> ZeroShotSC:
+        self.classifier.to(device)
+        return self
+
+
+@register("vlur-zeroshot", description="VL-UR scene classifier as zero-shot CLIP ViT-B/32 (classifier only; "
+          "--weights CLIP_FILE)", modes=())
+def create_zero_shot(opts: MethodOptions) -> ZeroShotSC:
+    from vlur.classifier import create_classifier
+
+    pretrained = str(opts.weights) if opts.weights is not None else "openai"
+    return ZeroShotSC(create_classifier("ViT-B-32", pretrained),
+                      [opts.weights] if opts.weights is not None else []).to(opts.device)

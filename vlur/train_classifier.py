@@ -102,7 +102,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data", type=Path, default=None, help="CDD-11-layout root (default: embedded mini train)")
     p.add_argument("--out", type=Path, required=True, help="SC checkpoint to write")
     p.add_argument("--clip", default=TINY_CLIP, help="open_clip model config name")
-    p.add_argument("--pretrained", default="none", help="'none', an open_clip tag (e.g. openai) or a local file")
+    p.add_argument("--pretrained", "--clip-pretrained", dest="pretrained", default="none",
+                   help="'none', an open_clip tag (e.g. openai) or a local file")
     p.add_argument("--image-size", type=int, default=None, help="override the image tower's input size")
     p.add_argument("--steps", type=int, default=600)
     p.add_argument("--batch", type=int, default=32)
