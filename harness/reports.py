@@ -52,8 +52,8 @@ def main(argv=None) -> int:
     if not args.skip_timing:
         steps += [
             ("CPU timing", ["-m", "harness.timing", "--methods", TIMED_METHODS, "--sizes", "1080p,2k",
-                            "--device", "cpu", "--random-weights", "--warmup", "1", "--iters", "2", "--min-seconds", "0",
-                            "--out", str(out / "timing_cpu")]),
+                            "--device", "cpu", "--random-weights", "--warmup", "1", "--iters", "2",
+                            "--min-seconds", "0", "--out", str(out / "timing_cpu")]),
             ("FLOPs of the methods without demo weights", [
                 "-m", "harness.timing", "--methods", FLOPS_ONLY_METHODS, "--sizes", "1080p,2k", "--device", "cpu",
                 "--random-weights", "--flops-only", "--out", str(out / "flops")]),
