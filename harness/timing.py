@@ -339,15 +339,26 @@ def measure(
 ) -> dict:
     """Time `fn()`: `warmup` untimed calls, then timed calls until `min_iters` calls and `min_seconds`
     of wall time have both passed (or `max_iters` calls, or — if given — `max_seconds` with at least 3
-    calls). CUDA: per-call CUDA events, synchronised after each call; CPU: `clock` (default
-    `time.perf_counter`) around each call. Returns `summarize`'s dict.
+    calls). `max_seconds` also caps the warm-up (at least one call is made), so a slow model at a large
+    size does not spend minutes warming up. CUDA: per-call CUDA events, synchronised after each call; CPU:
+    `clock` (default `time.perf_counter`) around each call. Returns `summarize`'s dict ("warmup" = the
+    warm-up calls actually made).
     """
     dev = torch.device(device)
     cuda = dev.type == "cuda"
     clock = clock or time.perf_counter
     max_iters = max(max_iters or 10**9, min_iters, 1)
+    warm_start = clock()
+    done_warmup = 0
     for _ in range(warmup):
         fn()
+        done_warmup += 1
+        if max_seconds is not None:
+            if cuda:
+                torch.cuda.synchronize(dev)
+            if clock() - warm_start >= max_seconds:
+                break
+    warmup = done_warmup
     if cuda:
         torch.cuda.synchronize(dev)
     times: list[float] = []
@@ -901,11 +912,15 @@ def time_restorer(
     weights: str = "released",
     clock: Callable[[], float] | None = None,
     log: Callable[[str], None] | None = None,
+    previous: dict | None = None,
+    on_size: Callable[[dict], None] | None = None,
 ) -> dict:
     """Time one already-built `Restorer` at each size; returns one JSON-able record (see `time_methods`).
 
     `modes` is the method's registry modes (("text",) / ("auto",) / both; None = accepts a type).
     `clock` replaces `time.perf_counter` for the CPU protocol (tests use a fake clock).
+    `previous`: an earlier record of this method (`--resume`); its finished sizes are kept, not re-timed,
+    when it was measured the same way (`same_protocol`). `on_size(record)` is called after every size.
     """
     cfg = (config or TimingConfig()).resolved()
     log = log or (lambda s: None)
@@ -939,9 +954,17 @@ def time_restorer(
     with backend_settings(cfg):
         prep = _prepare(restorer, cfg)
         record["settings"] = _settings(cfg, prep.compile_info)
+        reusable = previous.get("sizes", {}) if previous and same_protocol(previous, record) else {}
         with torch.inference_mode(), _autocast(cfg):
             for key, w, h in size_list:
+                done = reusable.get(key)
+                if (isinstance(done, dict) and not done.get("error")
+                        and (done.get("width"), done.get("height")) == (w, h)):
+                    record["sizes"][key] = done
+                    log(f"  {name} @ {size_label(key)}: kept from the earlier run (--resume)")
+                    continue
                 log(f"  {name} @ {size_label(key)} ({w}x{h}) on {record['device']} [{cfg.dtype}]")
+                t_size = time.perf_counter()
                 try:
                     if dev.type == "meta":
                         record["sizes"][key] = _count_size(restorer, cfg, w, h, text_ok, peak)
@@ -953,8 +976,29 @@ def time_restorer(
                         record["settings"]["compile"]["error"] = f"{type(e).__name__}: {e}"[:500]
                     record["sizes"][key] = {"width": w, "height": h, "error": f"{type(e).__name__}: {e}"[:500]}
                     log(f"    {key}: FAILED {type(e).__name__}: {e}")
+                else:
+                    log(f"    {key}: done in {time.perf_counter() - t_size:.1f} s")
                 free_memory(dev)
+                if on_size is not None:
+                    on_size(record)
     return record
+
+
+#: Record fields that must agree for an earlier measurement to be reused by `--resume`.
+PROTOCOL_FIELDS = ("device", "device_type", "dtype", "mode", "weights", "threads")
+PROTOCOL_SETTINGS = ("autocast_dtype", "allow_tf32_matmul", "allow_tf32_cudnn", "cudnn_benchmark", "channels_last",
+                     "batch", "fixed_type", "warmup", "min_iters", "min_seconds", "max_iters", "max_seconds", "tile",
+                     "overlap", "blend", "torch")
+
+
+def same_protocol(a: dict, b: dict) -> bool:
+    """Whether two records of a method were measured on the same device, dtype, mode, weights and settings."""
+    if a.get("method") != b.get("method") or any(a.get(k) != b.get(k) for k in PROTOCOL_FIELDS):
+        return False
+    sa, sb = a.get("settings") or {}, b.get("settings") or {}
+    ca, cb = sa.get("compile") or {}, sb.get("compile") or {}
+    return (all(sa.get(k) == sb.get(k) for k in PROTOCOL_SETTINGS)
+            and (ca.get("enabled"), ca.get("mode")) == (cb.get("enabled"), cb.get("mode")))
 
 
 # ----------------------------------------------------------------------------- methods from the registry
@@ -1008,6 +1052,8 @@ def time_methods(
     weights: str | Path | None = None,
     random_weights: bool = False,
     log: Callable[[str], None] | None = None,
+    previous: Sequence[dict] = (),
+    on_progress: Callable[[list[dict]], None] | None = None,
     **overrides,
 ) -> list[dict]:
     """Time each named method (built through `harness.registry.create_restorer`) at each size.
@@ -1018,6 +1064,9 @@ def time_methods(
     e2e: median_ms, iqr_ms, …), ms / iqr_ms (the headline: total), achieved_tflops, utilization, floor_ms,
     below_floor, titan_rtx_floor_ms, memory, peak_mem_mib. A method that cannot be built gets a record
     with "error" set instead. `overrides` are `TimingConfig` fields (device="cuda", dtype="bf16", …).
+    `previous`: records of an earlier run (`--resume`, see `time_restorer`); `on_progress(records)` is
+    called with all records so far (the one in progress included) after every size, so a caller can
+    write them as they are produced.
     """
     from harness.registry import MethodOptions, create_restorer, get_spec, parse_methods
 
@@ -1039,9 +1088,13 @@ def time_methods(
         except Exception as e:  # noqa: BLE001 - reported in the record and the table notes
             log(f"  {name}: not timed: {type(e).__name__}: {e}")
             records.append({"method": name, "error": f"{type(e).__name__}: {e}", "sizes": {}})
+            if on_progress:
+                on_progress(list(records))
             continue
+        before = next((r for r in previous if r.get("method") == name), None)
+        progress = (lambda rec, done=list(records): on_progress(done + [rec])) if on_progress else None
         records.append(time_restorer(restorer, sizes, cfg, name=name, modes=spec.modes, weights=str(label),
-                                     log=log))
+                                     log=log, previous=before, on_size=progress))
         del restorer
         free_memory(cfg.device)
     return records
@@ -1054,10 +1107,26 @@ def write_timing(records: Sequence[dict], out: str | Path) -> list[Path]:
     md = render_timing_table(records, "md")
     detail = render_timing_table(records, "md", detail=True, notes=False)
     paths = [out / "timing.json", out / "timing.md", out / "timing.tex"]
-    paths[0].write_text(json.dumps({"timing": list(records)}, indent=1, default=str) + "\n")
-    paths[1].write_text(md + "\n\n" + detail + "\n")
-    paths[2].write_text(render_timing_table(records, "tex") + "\n")
+    texts = [json.dumps({"timing": list(records)}, indent=1, default=str) + "\n", md + "\n\n" + detail + "\n",
+             render_timing_table(records, "tex") + "\n"]
+    for path, text in zip(paths, texts):  # atomic: a run killed mid-write leaves the previous complete file
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
     return paths
+
+
+def read_timing(path: str | Path) -> list[dict]:
+    """The records of a timing.json written by `write_timing` (`--resume`); a clear error when unreadable."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+        records = data["timing"]
+        if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+            raise TypeError("'timing' is not a list of records")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: not a timing.json written by harness.timing ({type(e).__name__}: {e})") from e
+    return records
 
 
 def run_for_harness(methods: Sequence[str], out: str | Path, args=None, *, sizes: Sequence[str] = ("1080p", "2k"),
@@ -1344,7 +1413,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--peak-tflops", type=float, default=None, help="the device's peak (CPU or unknown GPU)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--detail", action="store_true", help="also print the per-size detail table")
-    p.add_argument("--out", type=Path, default=None, help="write timing.json, timing.md and timing.tex here")
+    p.add_argument("--out", type=Path, default=None,
+                   help="write timing.json, timing.md and timing.tex here (updated after every size)")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the sizes already measured in OUT/timing.json the same way; time only the rest")
     return p
 
 
@@ -1376,8 +1448,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
+    previous: list[dict] = []
+    if args.resume:
+        if args.out is None:
+            print("error: --resume needs --out", file=sys.stderr)
+            return 2
+        if (args.out / "timing.json").is_file():
+            try:
+                previous = read_timing(args.out / "timing.json")
+            except ValueError as e:
+                print(f"error: {e}", file=sys.stderr)
+                return 2
+    kept = [r for r in previous if r.get("method") not in names]  # other methods' finished records stay
+    on_progress = (lambda recs: write_timing(kept + recs, args.out)) if args.out else None
     records = time_methods(names, sizes, cfg, weights_dir=args.weights_dir, weights=args.weights,
-                           random_weights=args.random_weights, log=log)
+                           random_weights=args.random_weights, log=log, previous=previous,
+                           on_progress=on_progress)
+    records = kept + records
     print(render_timing_table(records, "md"))
     if args.detail:
         print()
@@ -1405,8 +1492,10 @@ __all__ = [
     "measure",
     "parse_size",
     "parse_sizes",
+    "read_timing",
     "render_timing_table",
     "run_for_harness",
+    "same_protocol",
     "summarize",
     "time_methods",
     "time_restorer",

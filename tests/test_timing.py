@@ -114,6 +114,21 @@ def test_measure_runs_until_min_seconds_and_respects_max_iters():
     assert s["n"] == 3  # the optional cap relaxes min_iters, never below 3 calls
 
 
+def test_measure_caps_the_warmup_at_max_seconds():
+    clock = FakeClock()
+    calls = []
+
+    def fn():
+        calls.append(1)
+        clock.advance_ms(1000)
+
+    s = T.measure(fn, warmup=10, min_iters=50, max_seconds=2.5, clock=clock)
+    assert s["warmup"] == 3  # 3 s of warm-up passed the 2.5 s cap: the other 7 warm-up calls are skipped
+    assert s["n"] == 3 and len(calls) == 6
+    s = T.measure(lambda: clock.advance_ms(1000), warmup=4, min_iters=3, clock=clock)
+    assert s["warmup"] == 4  # no cap without max_seconds
+
+
 def test_measure_with_the_real_clock():
     s = T.measure(lambda: time.sleep(0.01), warmup=1, min_iters=3, min_seconds=0.0)
     assert s["n"] == 3 and 9.0 <= s["median_ms"] < 200.0
@@ -175,6 +190,62 @@ def test_time_restorer_separates_classifier_and_restorer():
     assert s["flops"]["total"] == s["flops"]["restorer"]
     assert rec["params"] == 94 and rec["params_classifier"] == 10
     assert not s["tiled"]
+
+
+class WidthTrap(FakeRestorer):
+    """Interrupted (as by Ctrl-C or a kill) when it sees an image of width `trap_width`."""
+
+    def __init__(self, clock, trap_width: int):
+        super().__init__(clock, ms=30.0, cls_ms=None)
+        self.trap_width = trap_width
+
+    def restore(self, images, degradation=None):
+        if images.shape[-1] == self.trap_width:
+            raise KeyboardInterrupt
+        return super().restore(images, degradation)
+
+
+def test_finished_sizes_are_written_before_an_interruption_and_resumed(tmp_path):
+    clock = FakeClock()
+    cfg = quick(mode="text", fixed_type="haze")
+    written = []
+
+    def save(record):
+        written.append(json.loads(json.dumps(record, default=str)))
+        T.write_timing([record], tmp_path)
+
+    with pytest.raises(KeyboardInterrupt):
+        T.time_restorer(WidthTrap(clock, trap_width=40), ["32x24", "40x24"], cfg, name="fake",
+                        modes=("text",), clock=clock, on_size=save)
+    partial = T.read_timing(tmp_path / "timing.json")
+    assert list(partial[0]["sizes"]) == ["32x24"] and len(written) == 1
+    assert partial[0]["sizes"]["32x24"]["ms"] == pytest.approx(30)
+
+    # resume: the finished size is kept (not re-timed), the missing one is timed
+    fresh = FakeRestorer(FakeClock(), ms=50.0, cls_ms=None)
+    rec = T.time_restorer(fresh, ["32x24", "40x24"], cfg, name="fake", modes=("text",), clock=fresh.clock,
+                          previous=partial[0])
+    assert rec["sizes"]["32x24"] == partial[0]["sizes"]["32x24"]
+    assert rec["sizes"]["40x24"]["ms"] == pytest.approx(50)
+    assert all(t == ("haze",) for t in fresh.types_seen)
+    calls_for_one_size = fresh.calls
+
+    # measured differently (another dtype): nothing is reused
+    other = FakeRestorer(FakeClock(), ms=50.0, cls_ms=None)
+    rec2 = T.time_restorer(other, ["32x24", "40x24"], quick(mode="text", fixed_type="haze", dtype="bf16"),
+                           name="fake", modes=("text",), clock=other.clock, previous=partial[0])
+    assert rec2["sizes"]["32x24"]["ms"] == pytest.approx(50)
+    assert other.calls == 2 * calls_for_one_size
+
+
+def test_same_protocol_compares_device_dtype_and_settings():
+    a = {"method": "m", "device": "cpu", "dtype": "fp32", "mode": "auto", "weights": "w", "threads": 2,
+         "device_type": "cpu", "settings": {"batch": 1, "max_seconds": None, "compile": {"enabled": False}}}
+    assert T.same_protocol(a, json.loads(json.dumps(a)))
+    for key, value in (("device", "NVIDIA H100"), ("weights", "random"), ("method", "n"), ("threads", 1)):
+        assert not T.same_protocol(a, {**a, key: value})
+    assert not T.same_protocol(a, {**a, "settings": {**a["settings"], "batch": 2}})
+    assert not T.same_protocol(a, {**a, "settings": {**a["settings"], "compile": {"enabled": True}}})
 
 
 def test_time_restorer_text_mode_times_only_the_restorer():
@@ -389,6 +460,24 @@ def test_cli_writes_json_md_tex(tmp_path, capsys):
     assert (tmp_path / "timing.md").read_text().startswith("| Method")
     assert "\\toprule" in (tmp_path / "timing.tex").read_text()
     assert "ms@32x24" in capsys.readouterr().out
+
+
+def test_cli_resume_keeps_finished_sizes_and_other_methods(tmp_path, capsys):
+    quick_args = ["--device", "cpu", "--iters", "2", "--max-iters", "2", "--min-seconds", "0", "--warmup", "0",
+                  "--out", str(tmp_path)]
+    assert T.main(["--methods", "identity", "--sizes", "32x24", *quick_args]) == 0
+    first = T.read_timing(tmp_path / "timing.json")[0]["sizes"]["32x24"]
+    capsys.readouterr()
+    assert T.main(["--methods", "identity", "--sizes", "32x24,16x16", "--resume", *quick_args]) == 0
+    assert "kept from the earlier run" in capsys.readouterr().err
+    recs = T.read_timing(tmp_path / "timing.json")
+    assert len(recs) == 1 and recs[0]["sizes"]["32x24"] == first and "16x16" in recs[0]["sizes"]
+    # without --resume the folder is measured afresh
+    assert T.main(["--methods", "identity", "--sizes", "16x16", *quick_args]) == 0
+    assert list(T.read_timing(tmp_path / "timing.json")[0]["sizes"]) == ["16x16"]
+    (tmp_path / "timing.json").write_text("{not json")
+    assert T.main(["--methods", "identity", "--sizes", "16x16", "--resume", *quick_args]) == 2
+    assert "timing.json" in capsys.readouterr().err
 
 
 def test_cli_rejects_unknown_size_and_method(capsys):
