@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import pytest
@@ -93,6 +94,11 @@ def test_each_term_and_total_match_direct_computation(vgg):
     assert terms["ms_ssim"] == pytest.approx(float(ms), rel=1e-5)
     assert terms["cdrl"] == pytest.approx(float(cd), rel=1e-4)
     assert float(total) == pytest.approx(float(0.6 * sl1 + 0.3 * ms + 0.1 * cd), rel=1e-4)
+
+    # a step without the CDRL term (vlur.train --cdrl-every): the other two terms with their own weights
+    total_no, terms_no = crit(out, gt, inp, None, with_cdrl=False)
+    assert float(total_no) == pytest.approx(float(0.6 * sl1 + 0.3 * ms), rel=1e-5)
+    assert math.isnan(terms_no["cdrl"]) and terms_no["smooth_l1"] == pytest.approx(terms["smooth_l1"])
 
 
 def test_cdrl_without_negatives_and_gradient_only_through_output(vgg):

@@ -65,6 +65,20 @@ def test_two_steps_end_to_end_and_exact_resume(data, sc_file, tmp_path, capsys):
         _run(data, part, "--steps", "3", "--sc", str(sc_file), "--resume", "--patch", "40")
 
 
+def test_cdrl_every_k_steps_is_recorded_and_changes_training(data, sc_file, tmp_path):
+    _run(data, tmp_path / "k1", "--steps", "2", "--sc", str(sc_file))
+    _run(data, tmp_path / "k2", "--steps", "2", "--sc", str(sc_file), "--cdrl-every", "2")
+    k1, k2 = (torch.load(tmp_path / d / "model.pt", map_location="cpu", weights_only=True) for d in ("k1", "k2"))
+    assert k1["meta"]["loss"] == "0.6*SmoothL1 + 0.3*(1-MS-SSIM) + 0.1*CDRL"
+    assert k2["meta"]["loss"] == "0.6*SmoothL1 + 0.3*(1-MS-SSIM) + 0.1*CDRL on one step in 2"
+    assert k2["meta"]["settings"]["cdrl_every"] == 2
+    history = k2["meta"]["history"]  # one step per epoch: step 0 had CDRL, step 1 did not
+    assert history[0]["cdrl"] == history[0]["cdrl"] and history[1]["cdrl"] != history[1]["cdrl"]
+    # step 0 is identical (CDRL on both), step 1 differs (no CDRL in k2)
+    assert k1["meta"]["history"][0]["loss"] == pytest.approx(history[0]["loss"])
+    assert any(not torch.equal(v, k2["state_dict"][k]) for k, v in k1["state_dict"].items())
+
+
 def test_method_from_trained_checkpoint(data, sc_file, tmp_path):
     out = tmp_path / "run"
     _run(data, out, "--steps", "1", "--sc", str(sc_file))

@@ -27,6 +27,7 @@ Choices made explicitly:
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from pathlib import Path
@@ -188,11 +189,17 @@ class VLURLoss(nn.Module):
         return self.cdrl.source
 
     def forward(self, out: torch.Tensor, gt: torch.Tensor, inp: torch.Tensor,
-                negatives: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+                negatives: torch.Tensor | None = None, *, with_cdrl: bool = True
+                ) -> tuple[torch.Tensor, dict[str, float]]:
+        """`with_cdrl=False` leaves the CDRL term out of this step's total (reported as NaN); the other
+        weights are unchanged (`vlur.train --cdrl-every`)."""
         terms = {
             "smooth_l1": F.smooth_l1_loss(out, gt),
             "ms_ssim": msssim_loss(out, gt),
-            "cdrl": self.cdrl(out, gt, inp, negatives),
         }
+        if with_cdrl:
+            terms["cdrl"] = self.cdrl(out, gt, inp, negatives)
         total = sum(self.weights[k] * v for k, v in terms.items())
-        return total, {k: float(v.detach()) for k, v in terms.items()}
+        values = {k: float(v.detach()) for k, v in terms.items()}
+        values.setdefault("cdrl", math.nan)
+        return total, values

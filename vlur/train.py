@@ -182,6 +182,20 @@ def make_batch(data: PairData, indices: Sequence[int], seed: int, step: int, pat
     return torch.stack(deg), torch.stack(clr), (torch.stack(neg) if negatives else None), types
 
 
+def loss_description(cdrl_every: int) -> str:
+    base = "0.6*SmoothL1 + 0.3*(1-MS-SSIM)"
+    if cdrl_every == 1:
+        return base + " + 0.1*CDRL"
+    if cdrl_every <= 0:
+        return base + " (CDRL off)"
+    return base + f" + 0.1*CDRL on one step in {cdrl_every}"
+
+
+def _nanmean(values: Sequence[float]) -> float:
+    finite = [v for v in values if not math.isnan(v)]
+    return float(np.mean(finite)) if finite else math.nan
+
+
 def batch_indices(n: int, batch: int, seed: int, step: int, steps_per_epoch: int) -> list[int]:
     epoch, k = divmod(step, steps_per_epoch)
     perm = np.random.default_rng([seed, 1, epoch]).permutation(n)
@@ -327,7 +341,9 @@ def load_sc(path: str | None, seed: int, log):
 
 
 RESUME_KEYS = ("arch", "channel", "heads", "attention", "patch", "batch", "negatives", "seed", "lr", "lr_gamma",
-               "lr_decay_every", "steps_per_epoch", "val_fraction", "data_fingerprint")
+               "lr_decay_every", "steps_per_epoch", "val_fraction", "data_fingerprint", "cdrl_every")
+#: values of settings added after the first checkpoints were written (a checkpoint without them used these)
+SETTING_DEFAULTS = {"cdrl_every": 1}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -358,6 +374,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--patch", type=int, default=128)
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--negatives", type=int, default=3, help="negatives per sample for CDRL")
+    p.add_argument("--cdrl-every", type=int, default=1,
+                   help="evaluate the CDRL term on every K-th step only (1 = every step, the paper; 0 = never)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     p.add_argument("--vgg", type=str, default=None, help="VGG-16 ImageNet weights file (vgg16-397923af.pth)")
@@ -410,7 +428,8 @@ def _train(args: argparse.Namespace, out: Path, log) -> int:
     settings = {"arch": args.arch, "channel": args.channel, "heads": args.heads, "attention": args.attention,
                 "patch": args.patch, "batch": args.batch, "negatives": args.negatives, "seed": args.seed,
                 "lr": args.lr, "lr_gamma": args.lr_gamma, "lr_decay_every": decay_every, "steps_per_epoch": spe,
-                "val_fraction": args.val_fraction, "data_fingerprint": fingerprint}
+                "val_fraction": args.val_fraction, "data_fingerprint": fingerprint,
+                "cdrl_every": args.cdrl_every}
     log(f"start: {' '.join(sys.argv)}")
     log(f"data {args.data}: {len(train)} training pairs, {len(val_names)} held-out scenes, "
         f"{len(val_samples)} validation images; {spe} steps/epoch, {total} steps")
@@ -431,7 +450,8 @@ def _train(args: argparse.Namespace, out: Path, log) -> int:
             raise SystemExit(f"--resume: {last} does not exist")
         ck = check_checkpoint(torch.load(last, map_location="cpu", weights_only=True), str(last), args.arch)
         saved = ck["train_state"]["settings"]
-        diff = {k: (saved.get(k), settings[k]) for k in RESUME_KEYS if saved.get(k) != settings[k]}
+        diff = {k: (saved.get(k, SETTING_DEFAULTS.get(k)), settings[k]) for k in RESUME_KEYS
+                if saved.get(k, SETTING_DEFAULTS.get(k)) != settings[k]}
         if diff:
             raise SystemExit(f"--resume: settings differ from {last}: " +
                              ", ".join(f"{k} saved {a!r} now {b!r}" for k, (a, b) in diff.items()))
@@ -445,7 +465,7 @@ def _train(args: argparse.Namespace, out: Path, log) -> int:
     meta_base = {"seed": args.seed, "data": str(args.data), "data_fingerprint": fingerprint,
                  "vgg": criterion.vgg_source, "git_commit": git_commit(), "sc": sc_info,
                  "torch": torch.__version__, "threads": torch.get_num_threads(),
-                 "loss": "0.6*SmoothL1 + 0.3*(1-MS-SSIM) + 0.1*CDRL", "settings": settings}
+                 "loss": loss_description(args.cdrl_every), "settings": settings}
     config = model_config(args.arch, model, args.channel)
 
     def checkpoint(with_state: bool) -> dict:
@@ -476,7 +496,8 @@ def _train(args: argparse.Namespace, out: Path, log) -> int:
         x, y = x.to(device), y.to(device)
         neg = neg.to(device) if neg is not None else None
         pred = runner(x, types)
-        loss, terms = criterion(pred, y, x, neg)
+        with_cdrl = args.cdrl_every > 0 and step % args.cdrl_every == 0
+        loss, terms = criterion(pred, y, x, neg if with_cdrl else None, with_cdrl=with_cdrl)
         if not torch.isfinite(loss):
             raise SystemExit(f"non-finite loss at step {step}: {terms}")
         opt.zero_grad(set_to_none=True)
@@ -491,7 +512,7 @@ def _train(args: argparse.Namespace, out: Path, log) -> int:
         if step % spe == 0 or step == total or over_time:
             if val_samples:
                 vpsnr, ipsnr = validate(runner, val, val_samples, args.val_crop)
-            mean = {k: float(np.mean([e[k] for e in epoch_terms])) for k in epoch_terms[0]}
+            mean = {k: _nanmean([e[k] for e in epoch_terms]) for k in epoch_terms[0]}
             rec = {"epoch": math.ceil(step / spe), "step": step, "lr": lr, **mean, "val_psnr": vpsnr,
                    "val_input_psnr": ipsnr, "time_s": round(time.perf_counter() - t0, 1)}
             history.append(rec)
