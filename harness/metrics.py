@@ -1,4 +1,4 @@
-"""Image-quality metrics with their conventions stated, in a fast float64 torch implementation.
+"""Image-quality metrics with their conventions stated: exact-integer fast path for 8-bit images, float64 otherwise.
 
 Two SSIM conventions, named explicitly because they differ by up to ~0.03 on CDD-11:
 
@@ -18,10 +18,13 @@ Both equal scikit-image (``structural_similarity`` with the matching arguments) 
 
 Speed. When both images lie on the 8-bit grid (always true under ``cdd11`` scoring: the ground truth is an
 8-bit file and the output is quantised), the uniform-window SSIM runs on exact integers: window sums of
-x, y, x², y², xy and the covariance numerators N·Σxy − Σx·Σy are integers (int32 while they fit), so the
-cancellation that float SSIM suffers is done exactly and only the final ratio is float64. The image is
-processed in strips of rows that stay in the CPU cache. Other inputs take the float64
-path (running sums for the uniform window, separable convolution for the Gaussian one).
+x, y, x², y², xy and the covariance numerators N·Σxy − Σx·Σy are integers, so the cancellation that float
+SSIM suffers is done exactly and only the final ratio is float64. This path runs as a compiled one-pass
+kernel (numba, `harness._ssim_kernel`; `backend()` says which is in use) that also yields the squared error
+for PSNR, with a torch fallback (int32 window sums over strips of rows that stay in the CPU cache) giving
+the same numbers; the first call in a fresh checkout compiles the kernel (~10 s, then cached on disk).
+Other inputs take the float64 torch path (running sums for the uniform window, separable convolution for
+the Gaussian one).
 Images smaller than the window raise ``ValueError`` (scikit-image raises too; there is no valid region).
 
 Aggregation used by every table: mean per image → mean per type → unweighted mean of the type means.
@@ -30,11 +33,14 @@ Aggregation used by every table: mean per image → mean per type → unweighted
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from harness import _ssim_kernel
 
 
 @dataclass(frozen=True)
@@ -152,6 +158,30 @@ def _on_8bit_grid(x: torch.Tensor | np.ndarray) -> torch.Tensor | None:
     return None
 
 
+def _levels_u8(x: torch.Tensor | np.ndarray) -> torch.Tensor | None:
+    """Like `_on_8bit_grid`, as uint8 (no int32 copy for inputs that are uint8 already)."""
+    if isinstance(x, torch.Tensor) and x.dtype == torch.uint8:
+        return x.unsqueeze(0) if x.ndim == 3 else x
+    if isinstance(x, np.ndarray) and x.dtype == np.uint8:
+        t = torch.from_numpy(np.ascontiguousarray(x))
+        return (t.unsqueeze(0) if t.ndim == 3 else t).permute(0, 3, 1, 2)
+    lv = _on_8bit_grid(x)
+    return None if lv is None else lv.to(torch.uint8)
+
+
+def _quantize_u8(x: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """`quantize` as 8-bit levels (B×C×H×W uint8): the same float64 round-half-up, done in place."""
+    if _is_uint8(x):
+        return _levels_u8(x)
+    if (backend() == "numba" and isinstance(x, torch.Tensor) and x.device.type == "cpu"
+            and x.dtype in (torch.float32, torch.float64)):
+        t = torch.from_numpy(_ssim_kernel.quantize_u8(x.detach().numpy()))
+        return t.unsqueeze(0) if t.ndim == 3 else t
+    t = x.detach().to(torch.float64, copy=True) if isinstance(x, torch.Tensor) else _as_batch(x).clone()
+    t = t.unsqueeze(0) if t.ndim == 3 else t
+    return t.clamp_(0.0, 1.0).mul_(255.0).add_(0.5).floor_().to(torch.uint8)
+
+
 def _box_sum(x: torch.Tensor, k: int, dtype: torch.dtype) -> torch.Tensor:
     """Exact integer sums over every k×k window inside the image (valid region)."""
     c = F.pad(x.cumsum(-1, dtype=dtype), (1, 0))
@@ -163,8 +193,33 @@ def _box_sum(x: torch.Tensor, k: int, dtype: torch.dtype) -> torch.Tensor:
 _STRIP_ROWS = 16
 
 
+def backend() -> str:
+    """The implementation of the 8-bit uniform-window path: "numba" (one-pass compiled kernel) or "torch".
+
+    $VLUR_METRICS_BACKEND=torch forces the torch path (both give the same numbers, see the module doc)."""
+    if os.environ.get("VLUR_METRICS_BACKEND", "").lower() == "torch" or not _ssim_kernel.AVAILABLE:
+        return "torch"
+    return "numba"
+
+
+def _uniform_levels_numba(g: torch.Tensor, o: torch.Tensor, k: int, sample_covariance: bool
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(SSIM, SSE) per image from integer levels, by the compiled one-pass kernel."""
+    b, c, h, w = g.shape
+    n = k * k
+    cn = n / (n - 1) if sample_covariance else 1.0
+    planes = (b * c, h, w)
+    ssim_sums, sse = _ssim_kernel.uniform_ssim_sums(
+        g.to(torch.uint8).reshape(planes).numpy(), o.to(torch.uint8).reshape(planes).numpy(), k, cn,
+        (K1 * 255.0) ** 2 * n * n, (K2 * 255.0) ** 2 * n * n)
+    ssim_per_image = torch.from_numpy(ssim_sums.reshape(b, c).sum(1)) / (c * (h - k + 1) * (w - k + 1))
+    return ssim_per_image, torch.from_numpy(sse.reshape(b, c).sum(1))
+
+
 def _ssim_uniform_levels(g: torch.Tensor, o: torch.Tensor, k: int, sample_covariance: bool) -> torch.Tensor:
     """Uniform-window SSIM per image from integer levels (exact window statistics, float64 ratio)."""
+    if backend() == "numba":
+        return _uniform_levels_numba(g, o, k, sample_covariance)[0]
     b, c, h, w = g.shape
     n = k * k
     cn = n / (n - 1) if sample_covariance else 1.0
@@ -247,9 +302,20 @@ def score(gt: torch.Tensor, out: torch.Tensor, convention: str = "cdd11") -> tup
     grid check).
     """
     conv = get_convention(convention)
-    o = _as_batch(out)
     if conv.quantize:
-        o = torch.floor(o.clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8)
+        o = _quantize_u8(out)
+    else:
+        o = _as_batch(out)
+    if conv.window == "uniform" and o.dtype == torch.uint8 and backend() == "numba":
+        g_lv = _levels_u8(gt)
+        if g_lv is not None:  # one pass gives SSIM and the squared error
+            _check_shapes(g_lv, o)
+            _check_window(g_lv.shape, conv.win_size, conv.name)
+            s, sse = _uniform_levels_numba(g_lv, o, conv.win_size, conv.sample_covariance)
+            values = g_lv[0].numel()
+            with np.errstate(divide="ignore"):
+                p = 10.0 * torch.log10(255.0**2 * values / sse.to(torch.float64))
+            return p, s
     return psnr(gt, o), ssim(gt, o, conv.name)
 
 

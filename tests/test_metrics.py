@@ -115,3 +115,58 @@ def test_integer_and_float_paths_agree_and_off_grid_floats_match_skimage():
     assert abs(u8 - structural_similarity(gt, out, channel_axis=-1, data_range=255)) < 1e-9
     ps8 = metrics.psnr(torch.from_numpy(gt).permute(2, 0, 1), torch.from_numpy(out).permute(2, 0, 1)).item()
     assert abs(ps8 - peak_signal_noise_ratio(gt, out, data_range=255)) < 1e-9
+
+
+def _u8(a: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1).unsqueeze(0)
+
+
+@pytest.mark.skipif(metrics.backend() != "numba", reason="numba kernel not available")
+@pytest.mark.parametrize("name,gt,out", list(_pairs()), ids=lambda v: v if isinstance(v, str) else "")
+def test_compiled_kernel_equals_torch_path_and_skimage(name, gt, out, monkeypatch):
+    g, o = _u8(gt), _t(out)  # as harness.run passes them: uint8 ground truth, float output
+    fast_p, fast_s = metrics.score(g, o)
+    monkeypatch.setenv("VLUR_METRICS_BACKEND", "torch")
+    assert metrics.backend() == "torch"
+    ref_p, ref_s = metrics.score(g, o)
+    assert torch.equal(fast_p, ref_p)  # the same integer SSE
+    assert abs(fast_s.item() - ref_s.item()) < 1e-12  # the same integer statistics; only summation order differs
+    assert abs(fast_s.item() - structural_similarity(gt, out, channel_axis=-1, data_range=255)) < 1e-9
+
+
+@pytest.mark.skipif(metrics.backend() != "numba", reason="numba kernel not available")
+def test_compiled_kernel_batches_identical_images_and_rejects_bad_input():
+    from harness import _ssim_kernel
+
+    a = data.chelsea()[:64, :80]
+    b = np.clip(a.astype(int) + 9, 0, 255).astype(np.uint8)
+    batch_g = torch.cat([_u8(a), _u8(a)])
+    batch_o = torch.cat([_t(a), _t(b)])
+    p, s = metrics.score(batch_g, batch_o)
+    assert p[0].item() == float("inf") and s[0].item() == pytest.approx(1.0, abs=1e-15)
+    assert p[1].item() == pytest.approx(peak_signal_noise_ratio(a, b, data_range=255), abs=1e-12)
+    assert s[1].item() == pytest.approx(structural_similarity(a, b, channel_axis=-1, data_range=255), abs=1e-12)
+    # results do not depend on how rows are split into parallel blocks
+    planes = (np.ascontiguousarray(a.transpose(2, 0, 1)), np.ascontiguousarray(b.transpose(2, 0, 1)))
+    full = _ssim_kernel.uniform_ssim_sums(*planes, 7, 49 / 48, 1.0, 2.0)
+    old = _ssim_kernel.BLOCK_ROWS
+    try:
+        _ssim_kernel.BLOCK_ROWS = 5
+        split = _ssim_kernel.uniform_ssim_sums(*planes, 7, 49 / 48, 1.0, 2.0)
+    finally:
+        _ssim_kernel.BLOCK_ROWS = old
+    assert np.array_equal(full[1], split[1]) and np.allclose(full[0], split[0], rtol=1e-13, atol=0)
+    with pytest.raises(ValueError, match="uint8"):
+        _ssim_kernel.uniform_ssim_sums(planes[0].astype(np.int32), planes[1], 7, 1.0, 1.0, 1.0)
+
+
+@pytest.mark.skipif(metrics.backend() != "numba", reason="numba kernel not available")
+def test_compiled_quantisation_equals_the_float64_formula(monkeypatch):
+    edges = torch.tensor([-1.0, 0.0, 0.5 / 255, 0.5 / 255 - 1e-9, 127.5 / 255, 254.5 / 255, 1.0, 2.0,
+                          float("inf"), float("-inf")], dtype=torch.float64)
+    x = torch.cat([edges, torch.rand(5000, dtype=torch.float64) * 1.2 - 0.1])
+    for t in (x, x.float()):
+        fast = metrics._quantize_u8(t.reshape(1, 1, 1, -1))
+        expected = torch.floor(t.to(torch.float64).clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).reshape(1, 1, 1, -1)
+        assert torch.equal(fast, expected)
+    assert metrics._quantize_u8(torch.tensor([[[[float("nan")]]]])).item() == 0
