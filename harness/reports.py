@@ -21,7 +21,7 @@ from pathlib import Path
 
 DEMO_METHODS = "identity,onerestore,vlur"
 TIMED_METHODS = "onerestore,vlur"
-FLOPS_ONLY_METHODS = "promptir,airnet"
+FLOPS_METHODS = "onerestore,vlur,promptir,airnet"
 
 
 def _step(title: str, argv: list[str]) -> int:
@@ -53,9 +53,9 @@ def main(argv=None) -> int:
         steps += [
             ("CPU timing", ["-m", "harness.timing", "--methods", TIMED_METHODS, "--sizes", "1080p,2k",
                             "--device", "cpu", "--random-weights", "--warmup", "1", "--iters", "2",
-                            "--min-seconds", "0", "--out", str(out / "timing_cpu")]),
-            ("FLOPs of the methods without demo weights", [
-                "-m", "harness.timing", "--methods", FLOPS_ONLY_METHODS, "--sizes", "1080p,2k", "--device", "cpu",
+                            "--min-seconds", "0", "--resume", "--out", str(out / "timing_cpu")]),
+            ("FLOPs of every method", [
+                "-m", "harness.timing", "--methods", FLOPS_METHODS, "--sizes", "1080p,2k", "--device", "cpu",
                 "--random-weights", "--flops-only", "--out", str(out / "flops")]),
         ]
     if args.only_timing:
