@@ -99,11 +99,12 @@ class MethodRunner:
     """Runs one method in one mode over pairs, turning every per-image problem into a failed record."""
 
     def __init__(self, name: str, mode: str, restorer, device: torch.device, convention: str,
-                 images_dir: Path | None):
+                 images_dir: Path | None, weights_sha: str | None = None):
         self.name, self.mode, self.restorer, self.device = name, mode, restorer, device
         self.convention = convention
         self.images_dir = images_dir
         self.weights = getattr(restorer, "weights_label", "none")
+        self.weights_sha = weights_sha
 
     def _forward(self, x: torch.Tensor, true_type: str) -> tuple[torch.Tensor, str | None]:
         with torch.inference_mode():
@@ -145,7 +146,8 @@ class MethodRunner:
 
     def record(self, lp: LoadedPair) -> dict:
         p = lp.pair
-        base = {"method": self.name, "mode": self.mode, "weights": self.weights, "type": p.type,
+        base = {"method": self.name, "mode": self.mode, "weights": self.weights, "weights_sha": self.weights_sha,
+                "type": p.type,
                 "file": p.name, "pair_sha": lp.sha, "convention": self.convention,
                 "notes": lp.notes, "predicted": None, "psnr": None, "ssim": None}
         t0 = time.perf_counter()
@@ -188,6 +190,35 @@ def _reconcile(store: RecordStore, data: Scan, out: Path, log) -> None:
     stale = [r for r in store.records.values() if (r["type"], r["file"]) not in current and r["type"] in data.types]
     if not stale:
         return
+    _move_aside(store, stale, out)
+    files = sorted({f"{r['type']}/{r['file']}" for r in stale})
+    log(f"note: {len(files)} file(s) recorded earlier are no longer in {data.root} (e.g. {files[0]}); "
+        f"their records were moved to {out / 'records.stale.jsonl'}")
+
+
+def weights_digest(files_sha: dict[str, str]) -> str | None:
+    """One short fingerprint of a method's weights files (None for a method without weights files)."""
+    if not files_sha:
+        return None
+    joined = "\n".join(sorted(files_sha.values()))
+    return hashlib.sha256(joined.encode()).hexdigest()[:16]
+
+
+def _drop_changed_weights(store: RecordStore, name: str, mode: str, digest: str | None, out: Path, log) -> None:
+    """Records of `name`/`mode` scored with other weights files are moved aside, so they are recomputed.
+
+    Records written before weights were fingerprinted (no "weights_sha") are kept."""
+    stale = [r for r in store.records.values() if r["method"] == name and r["mode"] == mode
+             and "weights_sha" in r and r["weights_sha"] != digest]
+    if not stale:
+        return
+    _move_aside(store, stale, out)
+    log(f"note: the weights of {name} changed since {len(stale)} of its {mode}-mode records were written "
+        f"({stale[0]['weights_sha']} -> {digest}); those images are evaluated again, the old records were moved "
+        f"to {out / 'records.stale.jsonl'}")
+
+
+def _move_aside(store: RecordStore, stale: list[dict], out: Path) -> None:
     stale_keys = {record_key(r) for r in stale}
     keep = [r for k, r in store.records.items() if k not in stale_keys]
     with open(out / "records.stale.jsonl", "a", encoding="utf-8") as f:
@@ -198,9 +229,6 @@ def _reconcile(store: RecordStore, data: Scan, out: Path, log) -> None:
     os.replace(tmp, store.path)
     store._fh = open(store.path, "a", encoding="utf-8")
     store.records = {record_key(r): r for r in keep}
-    files = sorted({f"{r['type']}/{r['file']}" for r in stale})
-    log(f"note: {len(files)} file(s) recorded earlier are no longer in {data.root} (e.g. {files[0]}); "
-        f"their records were moved to {out / 'records.stale.jsonl'}")
 
 
 def _check_previous_run(out: Path, data: Scan, config: dict, log) -> None:
@@ -259,7 +287,6 @@ def run(args: argparse.Namespace, log=print) -> int:
                 if mode not in spec.modes:
                     log(f"note: {name} has no {mode!r} mode (modes: {', '.join(spec.modes)}); skipped")
                     continue
-                todo = _todo(store, data.pairs, name, mode, args.retry_failed)
                 try:
                     torch.manual_seed(0)
                     opts = registry.MethodOptions(device=str(device), mode=mode, weights_dir=args.weights_dir,
@@ -272,9 +299,12 @@ def run(args: argparse.Namespace, log=print) -> int:
                     log(f"error: cannot build {name}: {e}")
                     continue
                 weights_sha[name] = {str(f): sha256_file(Path(f)) for f in getattr(restorer, "weights_files", [])}
+                digest = weights_digest(weights_sha[name])
+                _drop_changed_weights(store, name, mode, digest, out, log)
+                todo = _todo(store, data.pairs, name, mode, args.retry_failed)
                 if not todo:
                     continue
-                runner = MethodRunner(name, mode, restorer, device, args.convention, images_dir)
+                runner = MethodRunner(name, mode, restorer, device, args.convention, images_dir, digest)
                 pbar = _progress(len(todo), f"{name} ({mode})", args.quiet)
                 for lp in iter_loaded(todo, workers=args.workers):
                     rec = runner.record(lp)

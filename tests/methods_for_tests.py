@@ -64,3 +64,20 @@ class OOMOnLarge(_Base):
 @register("test-oom", modes=("auto",), description="raises OOM on large inputs")
 def _oom(opts):
     return OOMOnLarge("test-oom")
+
+
+class Weighted(_Base):
+    """Scales its input by the number stored in the weights file $TEST_WEIGHTS_FILE."""
+
+    def __init__(self, name, path):
+        super().__init__(name)
+        self.weights_files = [path]
+        self.scale = float(open(path).read())
+
+    def restore(self, images, degradation=None):
+        return (images * self.scale).clamp(0, 1)
+
+
+@register("test-weighted", modes=("text",), description="test method with a weights file")
+def _weighted(opts):
+    return Weighted("test-weighted", os.environ["TEST_WEIGHTS_FILE"])

@@ -118,6 +118,32 @@ def test_list_methods(capsys):
         assert name in out
 
 
+def test_changed_weights_are_evaluated_again_on_resume(layout, tmp_path, monkeypatch, capsys):
+    weights = tmp_path / "w.txt"
+    weights.write_text("0.9")
+    monkeypatch.setenv("TEST_WEIGHTS_FILE", str(weights))
+    out = tmp_path / "out"
+    args = ("--methods", "identity,test-weighted", "--mode", "text", "--limit", "1")
+    assert _run(layout, out, *args) == 0
+    first = {(r["method"], r["type"]): r for r in read_records(out / "records.jsonl")[0]}
+    assert _run(layout, out, *args) == 0  # same weights: nothing is recomputed
+    assert {(r["method"], r["type"]): r for r in read_records(out / "records.jsonl")[0]} == first
+    capsys.readouterr()
+
+    weights.write_text("0.8")
+    assert _run(layout, out, *args) == 0
+    assert "the weights of test-weighted changed" in capsys.readouterr().out
+    after = {(r["method"], r["type"]): r for r in read_records(out / "records.jsonl")[0]}
+    assert len(after) == len(first)
+    for key, r in after.items():
+        if key[0] == "identity":
+            assert r == first[key]  # other methods are untouched
+        else:
+            assert r["weights_sha"] != first[key]["weights_sha"] and r["psnr"] != first[key]["psnr"]
+    stale = read_records(out / "records.stale.jsonl")[0]
+    assert {(r["method"], r["type"]) for r in stale} == {k for k in first if k[0] == "test-weighted"}
+
+
 def test_two_runs_are_byte_identical_apart_from_timing(layout, tmp_path):
     for o in ("a", "b"):
         assert _run(layout, tmp_path / o, "--methods", "identity,test-slow") == 0
