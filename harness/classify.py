@@ -27,11 +27,11 @@ from pathlib import Path
 import torch
 
 from harness import confusion, registry
-from harness.cdd11 import CLEAR, parse_types
-from harness.data.cdd11 import DatasetError, LoadedPair, Pair, iter_loaded, scan
+from harness.cdd11 import CLEAR
+from harness.data.cdd11 import LoadedPair, Pair, iter_loaded
 from harness.protocol import DegradationClassifier
 from harness.records import RecordStore
-from harness.run import _progress, _to_tensor, _todo, default_data_root, guarded_main
+from harness.run import _progress, _to_tensor, _todo, device_and_data, guarded_main
 from harness.weights import WeightsError
 
 DEFAULT_OUT = Path("runs/classify")
@@ -115,16 +115,8 @@ def classify_record(name: str, weights: str, clf: DegradationClassifier, lp: Loa
 
 
 def run(args: argparse.Namespace, log=print) -> int:
-    if args.threads:
-        torch.set_num_threads(args.threads)
     methods = registry.parse_methods(args.methods)
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise DatasetError("--device cuda asked for, but torch sees no CUDA device")
-    types = parse_types(args.types) if args.types else None
-    root = args.data if args.data is not None else default_data_root()
-    data = scan(root, types=types, limit=args.limit)
-    log(data.summary())
+    device, data = device_and_data(args, log)
     items = items_to_classify(data.pairs, args.include_clear, args.limit)
     out: Path = args.out
     failed_methods: dict[str, str] = {}

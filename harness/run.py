@@ -250,14 +250,10 @@ def _check_previous_run(out: Path, data: Scan, config: dict, log) -> None:
                            f"use another --out for {config['convention']!r}")
 
 
-def run(args: argparse.Namespace, log=print) -> int:
+def device_and_data(args: argparse.Namespace, log) -> tuple[torch.device, Scan]:
+    """The set-up shared by `harness.run` and `harness.classify`: threads, device check, data scan."""
     if args.threads:
         torch.set_num_threads(args.threads)
-    methods = registry.parse_methods(args.methods)
-    modes = [m.strip() for m in args.mode.split(",") if m.strip()]
-    for m in modes:
-        if m not in ("auto", "text"):
-            raise DatasetError(f"unknown --mode {m!r}; use auto, text or auto,text")
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise DatasetError("--device cuda asked for, but torch sees no CUDA device")
@@ -265,6 +261,16 @@ def run(args: argparse.Namespace, log=print) -> int:
     root = args.data if args.data is not None else default_data_root()
     data = scan(root, types=types, limit=args.limit)
     log(data.summary())
+    return device, data
+
+
+def run(args: argparse.Namespace, log=print) -> int:
+    methods = registry.parse_methods(args.methods)
+    modes = [m.strip() for m in args.mode.split(",") if m.strip()]
+    for m in modes:
+        if m not in ("auto", "text"):
+            raise DatasetError(f"unknown --mode {m!r}; use auto, text or auto,text")
+    device, data = device_and_data(args, log)
     out: Path = args.out
     config = {"methods": methods, "modes": modes, "convention": args.convention,
               "metric_version": metrics.get_convention(args.convention).version,
