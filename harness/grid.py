@@ -89,6 +89,13 @@ def crop_box(height: int, width: int, size: int, seed: int | None = None, row: i
 
 
 def _font(size: int = 12):
+    """DejaVu Sans from matplotlib's own data (it has the † of demo-weight labels); Pillow's default otherwise."""
+    try:
+        from matplotlib import font_manager
+
+        return ImageFont.truetype(font_manager.findfont("DejaVu Sans", fallback_to_default=True), size)
+    except (ImportError, OSError, ValueError):
+        pass
     try:
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow without scalable default font

@@ -83,3 +83,12 @@ def test_missing_images_folder_is_a_clear_error(run_dir, tmp_path, capsys):
     assert grid.main([str(other), "--out", str(tmp_path / "x.png")]) == 2
     assert "--save-images" in capsys.readouterr().err
     assert grid.main([str(tmp_path / "nothing"), "--out", str(tmp_path / "x.png")]) == 2
+
+
+def test_label_font_draws_the_dagger_of_demo_weights():
+    from harness.grid import _font
+
+    font = _font(12)
+    dagger = font.getmask("†").getbbox()
+    missing = font.getmask("\ue000").getbbox()  # a private-use code point: no glyph in any text font
+    assert dagger is not None and dagger != missing
