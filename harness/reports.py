@@ -39,7 +39,7 @@ def main(argv=None) -> int:
     run_dir = out / "cdd11-mini"
     failed = []
     steps = [
-        ("calibration", ["-m", "harness.data.mini", "--calibrate", "--out", str(out)]),
+        ("calibration", ["-m", "harness.data.mini", "--calibrate", "--out", str(out), "--seeds", "7,11"]),
         ("evaluation", ["-m", "harness.run", "--methods", DEMO_METHODS, "--mode", "auto,text", "--out", str(run_dir),
                         "--save-images", "--quiet"]),
         ("Table I with significance", ["-m", "harness.tables", str(run_dir), "--significance"]),
