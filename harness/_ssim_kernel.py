@@ -129,7 +129,7 @@ def uniform_ssim_sums(g: np.ndarray, o: np.ndarray, k: int, cn: float, c1: float
     """(per-plane sum of the SSIM map over the valid region, per-plane integer SSE) of uint8 P×H×W arrays.
 
     `cn` = N/(N−1) (sample) or 1 (population covariance); `c1`, `c2` are the constants scaled to window sums
-    ((K·255)²·N²), as in `harness.metrics._ssim_uniform_levels`.
+    ((K·255)²·N²), as in `harness.metrics._ssim_uniform_levels_torch`.
     """
     if not AVAILABLE:
         raise RuntimeError("numba is not installed")

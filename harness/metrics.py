@@ -84,8 +84,7 @@ def quantize(images: torch.Tensor) -> torch.Tensor:
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
     """B×3×H×W float → B×H×W×3 uint8 with the same rounding as `quantize` (for saving PNGs)."""
-    x = images.detach().to(torch.float64).clamp(0.0, 1.0)
-    return torch.floor(x * 255.0 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    return _quantize_u8(images).permute(0, 2, 3, 1).cpu().numpy()
 
 
 def _as_batch(x: torch.Tensor | np.ndarray) -> torch.Tensor:
@@ -107,15 +106,24 @@ def psnr(gt: torch.Tensor, out: torch.Tensor, data_range: float = 1.0) -> torch.
     uint8 inputs (both) are compared as exact integers (data range 255 levels = 1.0).
     """
     if _is_uint8(gt) and _is_uint8(out) and data_range == 1.0:
-        g, o = _on_8bit_grid(gt), _on_8bit_grid(out)
+        g, o = _levels_u8(gt), _levels_u8(out)
         _check_shapes(g, o)
-        d = (g - o).flatten(1)
-        sse = (d * d).sum(1, dtype=torch.int64).to(torch.float64)
-        return 10.0 * torch.log10(255.0**2 * d.shape[1] / sse)
+        return _psnr_from_sse(_sse(g, o), g[0].numel())
     g, o = _as_batch(_to_float(gt)), _as_batch(_to_float(out))
     _check_shapes(g, o)
     mse = (g - o).pow(2).flatten(1).mean(1)
     return 10.0 * torch.log10(data_range**2 / mse)
+
+
+def _sse(g: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
+    """Exact integer sum of squared differences per image of two B×C×H×W level tensors (int64, shape B)."""
+    d = (g.to(torch.int32) - o.to(torch.int32)).flatten(1)
+    return (d * d).sum(1, dtype=torch.int64)
+
+
+def _psnr_from_sse(sse: torch.Tensor, values: int) -> torch.Tensor:
+    """PSNR of 8-bit levels from their integer SSE over `values` values per image; +inf for SSE 0."""
+    return 10.0 * torch.log10(255.0**2 * values / sse.to(torch.float64))
 
 
 def _check_shapes(g: torch.Tensor, o: torch.Tensor) -> None:
@@ -141,32 +149,22 @@ def _gaussian_valid(x: torch.Tensor, k: int, sigma: float) -> torch.Tensor:
     return y.reshape(n, c, y.shape[-2], y.shape[-1])
 
 
-def _on_8bit_grid(x: torch.Tensor | np.ndarray) -> torch.Tensor | None:
-    """The image as integer levels 0..255 (B×C×H×W int32) if it lies exactly on the 8-bit grid, else None."""
-    if isinstance(x, np.ndarray) and x.dtype == np.uint8:
-        t = torch.from_numpy(np.ascontiguousarray(x))
-        t = t.unsqueeze(0) if t.ndim == 3 else t
-        return t.permute(0, 3, 1, 2).to(torch.int32)
-    if isinstance(x, torch.Tensor) and x.dtype == torch.uint8:
-        return (x.unsqueeze(0) if x.ndim == 3 else x).to(torch.int32)
-    # float32 cannot hold k/255 exactly: within 1e-6 of a level (the grid step is 1/255) counts as on it
-    tol = 1e-12 if getattr(x, "dtype", None) in (np.float64, torch.float64) else 1e-6
-    t = _as_batch(x)
-    levels = torch.round(t * 255.0)
-    if bool(((levels / 255.0 - t).abs() <= tol).all()) and bool((levels >= 0).all() and (levels <= 255).all()):
-        return levels.to(torch.int32)
-    return None
-
-
 def _levels_u8(x: torch.Tensor | np.ndarray) -> torch.Tensor | None:
-    """Like `_on_8bit_grid`, as uint8 (no int32 copy for inputs that are uint8 already)."""
+    """The image as 8-bit levels (B×C×H×W uint8) if it lies exactly on the 8-bit grid, else None.
+
+    uint8 tensors (B×C×H×W / C×H×W) and arrays (B×H×W×C / H×W×C) are levels already (no copy)."""
     if isinstance(x, torch.Tensor) and x.dtype == torch.uint8:
         return x.unsqueeze(0) if x.ndim == 3 else x
     if isinstance(x, np.ndarray) and x.dtype == np.uint8:
         t = torch.from_numpy(np.ascontiguousarray(x))
         return (t.unsqueeze(0) if t.ndim == 3 else t).permute(0, 3, 1, 2)
-    lv = _on_8bit_grid(x)
-    return None if lv is None else lv.to(torch.uint8)
+    # float32 cannot hold k/255 exactly: within 1e-6 of a level (the grid step is 1/255) counts as on it
+    tol = 1e-12 if getattr(x, "dtype", None) in (np.float64, torch.float64) else 1e-6
+    t = _as_batch(x)
+    levels = torch.round(t * 255.0)
+    if bool(((levels / 255.0 - t).abs() <= tol).all()) and bool((levels >= 0).all() and (levels <= 255).all()):
+        return levels.to(torch.uint8)
+    return None
 
 
 def _quantize_u8(x: torch.Tensor | np.ndarray) -> torch.Tensor:
@@ -202,24 +200,24 @@ def backend() -> str:
     return "numba"
 
 
-def _uniform_levels_numba(g: torch.Tensor, o: torch.Tensor, k: int, sample_covariance: bool
-                          ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(SSIM, SSE) per image from integer levels, by the compiled one-pass kernel."""
+def _uniform_levels(g: torch.Tensor, o: torch.Tensor, k: int, sample_covariance: bool
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(uniform-window SSIM, integer SSE) per image of two B×C×H×W uint8 level tensors, by `backend()`."""
+    if backend() == "torch":
+        return _ssim_uniform_levels_torch(g, o, k, sample_covariance), _sse(g, o)
     b, c, h, w = g.shape
     n = k * k
     cn = n / (n - 1) if sample_covariance else 1.0
     planes = (b * c, h, w)
     ssim_sums, sse = _ssim_kernel.uniform_ssim_sums(
-        g.to(torch.uint8).reshape(planes).numpy(), o.to(torch.uint8).reshape(planes).numpy(), k, cn,
+        g.reshape(planes).numpy(), o.reshape(planes).numpy(), k, cn,
         (K1 * 255.0) ** 2 * n * n, (K2 * 255.0) ** 2 * n * n)
     ssim_per_image = torch.from_numpy(ssim_sums.reshape(b, c).sum(1)) / (c * (h - k + 1) * (w - k + 1))
     return ssim_per_image, torch.from_numpy(sse.reshape(b, c).sum(1))
 
 
-def _ssim_uniform_levels(g: torch.Tensor, o: torch.Tensor, k: int, sample_covariance: bool) -> torch.Tensor:
-    """Uniform-window SSIM per image from integer levels (exact window statistics, float64 ratio)."""
-    if backend() == "numba":
-        return _uniform_levels_numba(g, o, k, sample_covariance)[0]
+def _ssim_uniform_levels_torch(g: torch.Tensor, o: torch.Tensor, k: int, sample_covariance: bool) -> torch.Tensor:
+    """Uniform-window SSIM per image from integer levels (exact window statistics, float64 ratio), in torch."""
     b, c, h, w = g.shape
     n = k * k
     cn = n / (n - 1) if sample_covariance else 1.0
@@ -253,12 +251,12 @@ def ssim(gt: torch.Tensor, out: torch.Tensor, convention: str = "cdd11", data_ra
     """
     conv = get_convention(convention)
     k = conv.win_size
-    g_lv, o_lv = (_on_8bit_grid(gt), _on_8bit_grid(out)) if conv.window == "uniform" and data_range == 1.0 else (
+    g_lv, o_lv = (_levels_u8(gt), _levels_u8(out)) if conv.window == "uniform" and data_range == 1.0 else (
         None, None)
     if g_lv is not None and o_lv is not None:
         _check_shapes(g_lv, o_lv)
         _check_window(g_lv.shape, k, conv.name)
-        return _ssim_uniform_levels(g_lv, o_lv, k, conv.sample_covariance)
+        return _uniform_levels(g_lv, o_lv, k, conv.sample_covariance)[0]
     g, o = _as_batch(_to_float(gt)), _as_batch(_to_float(out))
     _check_shapes(g, o)
     _check_window(g.shape, k, conv.name)
@@ -306,16 +304,12 @@ def score(gt: torch.Tensor, out: torch.Tensor, convention: str = "cdd11") -> tup
         o = _quantize_u8(out)
     else:
         o = _as_batch(out)
-    if conv.window == "uniform" and o.dtype == torch.uint8 and backend() == "numba":
-        g_lv = _levels_u8(gt)
-        if g_lv is not None:  # one pass gives SSIM and the squared error
-            _check_shapes(g_lv, o)
-            _check_window(g_lv.shape, conv.win_size, conv.name)
-            s, sse = _uniform_levels_numba(g_lv, o, conv.win_size, conv.sample_covariance)
-            values = g_lv[0].numel()
-            with np.errstate(divide="ignore"):
-                p = 10.0 * torch.log10(255.0**2 * values / sse.to(torch.float64))
-            return p, s
+    g_lv = _levels_u8(gt) if conv.window == "uniform" and o.dtype == torch.uint8 else None
+    if g_lv is not None:  # one pass over the levels gives SSIM and the squared error
+        _check_shapes(g_lv, o)
+        _check_window(g_lv.shape, conv.win_size, conv.name)
+        s, sse = _uniform_levels(g_lv, o, conv.win_size, conv.sample_covariance)
+        return _psnr_from_sse(sse, g_lv[0].numel()), s
     return psnr(gt, o), ssim(gt, o, conv.name)
 
 

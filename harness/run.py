@@ -147,8 +147,7 @@ class MethodRunner:
     def record(self, lp: LoadedPair) -> dict:
         p = lp.pair
         base = {"method": self.name, "mode": self.mode, "weights": self.weights, "weights_sha": self.weights_sha,
-                "type": p.type,
-                "file": p.name, "pair_sha": lp.sha, "convention": self.convention,
+                "type": p.type, "file": p.name, "pair_sha": lp.sha, "convention": self.convention,
                 "notes": lp.notes, "predicted": None, "psnr": None, "ssim": None}
         t0 = time.perf_counter()
         if lp.error:
