@@ -1141,7 +1141,8 @@ def run_for_harness(methods: Sequence[str], out: str | Path, args=None, *, sizes
                        threads=getattr(args, "threads", None))
     cfg = replace(cfg, **overrides)
     records = time_methods(list(methods), sizes, cfg, weights_dir=getattr(args, "weights_dir", None),
-                           weights=getattr(args, "weights", None), log=log)
+                           weights=getattr(args, "weights", None), log=log,
+                           on_progress=lambda recs: write_timing(recs, out))
     write_timing(records, out)
     summary = Path(out) / "summary.json"
     if summary.is_file():
