@@ -462,19 +462,25 @@ def test_cli_writes_json_md_tex(tmp_path, capsys):
     assert "ms@32x24" in capsys.readouterr().out
 
 
-def test_cli_resume_keeps_finished_sizes_and_other_methods(tmp_path, capsys):
+def test_cli_resume_keeps_finished_sizes_and_other_methods(tmp_path, capsys, monkeypatch):
+    import methods_for_tests  # noqa: F401 - registers test-slow
+
+    monkeypatch.setenv("TEST_SLOW_SECONDS", "0")
     quick_args = ["--device", "cpu", "--iters", "2", "--max-iters", "2", "--min-seconds", "0", "--warmup", "0",
                   "--out", str(tmp_path)]
-    assert T.main(["--methods", "identity", "--sizes", "32x24", *quick_args]) == 0
-    first = T.read_timing(tmp_path / "timing.json")[0]["sizes"]["32x24"]
+    assert T.main(["--methods", "identity,test-slow", "--sizes", "32x24", *quick_args]) == 0
+    first = {r["method"]: r for r in T.read_timing(tmp_path / "timing.json")}
     capsys.readouterr()
     assert T.main(["--methods", "identity", "--sizes", "32x24,16x16", "--resume", *quick_args]) == 0
     assert "kept from the earlier run" in capsys.readouterr().err
-    recs = T.read_timing(tmp_path / "timing.json")
-    assert len(recs) == 1 and recs[0]["sizes"]["32x24"] == first and "16x16" in recs[0]["sizes"]
+    recs = {r["method"]: r for r in T.read_timing(tmp_path / "timing.json")}
+    assert recs["identity"]["sizes"]["32x24"] == first["identity"]["sizes"]["32x24"]
+    assert "16x16" in recs["identity"]["sizes"]
+    assert recs["test-slow"] == first["test-slow"]  # a method not named again keeps its record
     # without --resume the folder is measured afresh
     assert T.main(["--methods", "identity", "--sizes", "16x16", *quick_args]) == 0
-    assert list(T.read_timing(tmp_path / "timing.json")[0]["sizes"]) == ["16x16"]
+    fresh = T.read_timing(tmp_path / "timing.json")
+    assert len(fresh) == 1 and list(fresh[0]["sizes"]) == ["16x16"]
     (tmp_path / "timing.json").write_text("{not json")
     assert T.main(["--methods", "identity", "--sizes", "16x16", "--resume", *quick_args]) == 2
     assert "timing.json" in capsys.readouterr().err
