@@ -128,3 +128,15 @@ def test_train_classifier_cli(tmp_path):
     assert sc.meta["freeze_text"] is True  # --text auto with --pretrained none
     assert sc.text_features.shape == (11, clf.TINY_CLIP_CONFIG["embed_dim"])
     assert len(sc.classify(torch.rand(1, 3, 30, 34))) == 1
+
+
+def test_train_classifier_redraws_add_labelled_images(tmp_path):
+    from vlur import train_classifier
+
+    root = make_layout(tmp_path / "data", n=2, size=(30, 34))
+    x0, y0, _ = train_classifier.load_images(root, None, {"im1.png"}, 24, crop=False)
+    x2, y2, _ = train_classifier.load_images(root, None, {"im1.png"}, 24, crop=False, redraws=2, seed=1)
+    assert len(x0) == 11 and len(x2) == 11 * 3
+    assert torch.equal(y2[:11], y0) and sorted(y2[11:].tolist()) == sorted(list(range(11)) * 2)
+    assert all(min(x.shape[-2:]) == 24 for x in x2)
+    assert not torch.equal(x2[11], x2[22])  # the two draws differ

@@ -80,6 +80,46 @@ def test_cdrl_every_k_steps_is_recorded_and_changes_training(data, sc_file, tmp_
     assert any(not torch.equal(v, k2["state_dict"][k]) for k, v in k1["state_dict"].items())
 
 
+def test_redraws_are_fresh_seeded_syntheses_of_each_scene(data):
+    from harness.data import synth
+
+    base = train.PairData(data)
+    n0 = len(base)
+    added = base.add_redraws(2, seed=5)
+    assert added == 3 * 2 * len(TYPES) and len(base) == n0 + added  # 3 scenes × 2 draws × 11 types
+    assert set(base.by_scene) == {f"im{i}.png" for i in range(3)} | {f"im{i}.png#r{k}" for i in range(3)
+                                                                     for k in (1, 2)}
+    again = train.PairData(data)
+    again.add_redraws(2, seed=5)
+    other = train.PairData(data)
+    other.add_redraws(1, seed=6)
+    for s in base.samples[n0:]:
+        assert s.clear == data / "clear" / s.name.split("#")[0]  # paired with the scene's own clear image
+        img = base.image(s.degraded)
+        assert torch.equal(img, again.image(s.degraded))  # deterministic in the seed
+        # exactly what the synthesis makes of the clean image under that name
+        clean = base.image(s.clear).permute(1, 2, 0).numpy()
+        want = synth.degrade(synth.Scene.from_image(clean), s.type, 5, s.name)
+        assert torch.equal(img, torch.from_numpy(want).permute(2, 0, 1))
+    r1 = base.image(base.by_scene["im0.png#r1"]["rain"])
+    assert not torch.equal(r1, base.image(base.by_scene["im0.png#r2"]["rain"]))  # draws differ
+    assert not torch.equal(r1, other.image(other.by_scene["im0.png#r1"]["rain"]))  # seeds differ
+    # negatives of a redrawn sample come from the same draw
+    idx = [i for i, s in enumerate(base.samples) if s.name == "im1.png#r2"][:2]
+    assert len(idx) == 2
+    _, _, neg, _ = train.make_batch(base, idx, seed=0, step=0, patch=36, negatives=2)
+    assert neg is not None and neg.shape == (2, 2, 3, 36, 36)
+
+
+def test_redraws_setting_recorded_and_checked_on_resume(data, sc_file, tmp_path):
+    _run(data, tmp_path / "r", "--steps", "1", "--sc", str(sc_file), "--redraws", "1")
+    ck = torch.load(tmp_path / "r" / "last.pt", map_location="cpu", weights_only=True)
+    assert ck["meta"]["settings"]["redraws"] == 1
+    assert "redraws: 22 pairs synthesised" in (tmp_path / "r" / "train.log").read_text()
+    with pytest.raises(SystemExit, match="redraws saved 1 now 0"):
+        _run(data, tmp_path / "r", "--steps", "2", "--sc", str(sc_file), "--resume")
+
+
 def test_method_from_trained_checkpoint(data, sc_file, tmp_path):
     out = tmp_path / "run"
     _run(data, out, "--steps", "1", "--sc", str(sc_file))

@@ -21,7 +21,8 @@ Training (choices made explicitly; the paper only says CLIP is re-trained in the
   (uint8) resized so that its shorter side is the tower's input size S (CLIP's resize, see
   `vlur.classifier`); a training sample is a random S × S crop of it (random position — CLIP's centre crop
   at inference is one of them), flipped horizontally with p = 0.5, drawn from numpy
-  `default_rng([seed, 3, step])` (deterministic).  Held-out scenes: `--val-fraction` of the scene names,
+  `default_rng([seed, 3, step])` (deterministic).  `--redraws K` adds K fresh syntheses of every training
+  scene and type, as `vlur.train --redraws` does.  Held-out scenes: `--val-fraction` of the scene names,
   chosen as in `vlur.train` (SHA-1 order); validation = the inference preprocessing (centre crop).
 * Output: `SceneClassifier.to_checkpoint` — the image tower, the 11 × D cached normalised F_text,
   logit_scale, the open_clip config and metadata (steps, seed, data fingerprint, accuracies, history);
@@ -56,9 +57,19 @@ from vlur.classifier import (
 from vlur.train import atomic_save, git_commit, split_val_names
 
 
-def load_images(root: Path, names: set[str] | None, exclude: set[str], size: int, crop: bool):
+def prepare(image_u8: torch.Tensor, size: int, crop: bool) -> torch.Tensor:
+    """3×h×w uint8 → 3×h'×w' uint8 with the shorter side `size` (centre-cropped to size × size when `crop`)."""
+    t = image_u8.unsqueeze(0).float() / 255.0
+    t = center_crop(resize_shorter(t, size), size) if crop else resize_shorter(t, size)
+    return (t[0] * 255.0).round().clamp(0, 255).to(torch.uint8)
+
+
+def load_images(root: Path, names: set[str] | None, exclude: set[str], size: int, crop: bool, redraws: int = 0,
+                seed: int = 0):
     """(list of uint8 3×h×w tensors, label indices, fingerprint) for the degraded images under `root`,
-    resized so the shorter side is `size` (and centre-cropped to size × size when `crop`)."""
+    resized so the shorter side is `size` (and centre-cropped to size × size when `crop`), plus
+    `redraws` fresh syntheses of every scene and type that has a clear image
+    (`vlur.train.PairData.add_redraws`)."""
     from harness.data.cdd11 import read_rgb8, scan
 
     s = scan(root)
@@ -67,10 +78,18 @@ def load_images(root: Path, names: set[str] | None, exclude: set[str], size: int
         if (names is not None and p.name not in names) or p.name in exclude:
             continue
         a, _ = read_rgb8(p.degraded)
-        t = torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1).unsqueeze(0).float() / 255.0
-        t = center_crop(resize_shorter(t, size), size) if crop else resize_shorter(t, size)
-        imgs.append((t[0] * 255.0).round().clamp(0, 255).to(torch.uint8))
+        imgs.append(prepare(torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1), size, crop))
         labels.append(TYPES.index(p.type))
+    if redraws > 0:
+        from vlur.train import PairData
+
+        data = PairData(root, names=names, exclude=exclude)
+        first = len(data.samples)
+        data.add_redraws(redraws, seed)
+        for smp in data.samples[first:]:
+            imgs.append(prepare(data.image(smp.degraded), size, crop))
+            labels.append(TYPES.index(smp.type))
+            data._cache.pop(smp.degraded, None)  # keep only the resized copy
     return imgs, torch.tensor(labels, dtype=torch.long), s.fingerprint
 
 
@@ -114,6 +133,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="train the text tower (auto: only when pretrained CLIP weights are loaded)")
     p.add_argument("--val-fraction", type=float, default=0.1)
     p.add_argument("--eval-every", type=int, default=100)
+    p.add_argument("--redraws", type=int, default=0,
+                   help="add K fresh syntheses of every training scene's 11 types (as in vlur.train)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
@@ -136,7 +157,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from vlur.train import PairData
 
     val_names = split_val_names(PairData.scene_names(args.data), args.val_fraction)
-    tr_x, tr_y, fingerprint = load_images(args.data, None, val_names, size, crop=False)
+    tr_x, tr_y, fingerprint = load_images(args.data, None, val_names, size, crop=False, redraws=args.redraws,
+                                          seed=args.seed)
     va_x, va_y, _ = load_images(args.data, val_names, set(), size, crop=True) if val_names else ([], tr_y[:0], "")
     if not len(tr_y):
         raise SystemExit(f"no training images under {args.data}")
@@ -203,7 +225,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     model.eval()
     sc = SceneClassifier.from_clip(model, info)
     val_acc = accuracy(sc, va_x, va_y)
-    meta = {"steps": args.steps, "seed": args.seed, "data": str(args.data), "data_fingerprint": fingerprint,
+    meta = {"steps": args.steps, "seed": args.seed, "redraws": args.redraws, "data": str(args.data),
+            "data_fingerprint": fingerprint,
             "val_scenes": sorted(val_names), "val_acc": val_acc, "history": history, "git_commit": git_commit(),
             "pretrained": info["pretrained"], "clip": args.clip, "freeze_text": freeze_text,
             "torch": torch.__version__, "trained": bool(args.steps)}
