@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -140,3 +141,17 @@ def test_train_classifier_redraws_add_labelled_images(tmp_path):
     assert torch.equal(y2[:11], y0) and sorted(y2[11:].tolist()) == sorted(list(range(11)) * 2)
     assert all(min(x.shape[-2:]) == 24 for x in x2)
     assert not torch.equal(x2[11], x2[22])  # the two draws differ
+
+
+def test_classifier_lr_schedules():
+    from vlur.train_classifier import learning_rate
+
+    assert [learning_rate(k, 10, 1.0, 4) for k in range(4)] == [0.25, 0.5, 0.75, 1.0]  # warm-up
+    assert learning_rate(9, 10, 1.0, 4) == 1.0  # constant
+    cos = [learning_rate(k, 10, 1.0, 4, "cosine") for k in range(10)]
+    assert cos[:3] == [0.25, 0.5, 0.75]
+    # after the warm-up: 0.5·(1 + cos(π·(k − 3)/6)) for k = 4..9, ending at 0
+    assert cos[4:] == pytest.approx([0.5 * (1 + math.cos(math.pi * j / 6)) for j in range(1, 7)])
+    assert cos[-1] == pytest.approx(0.0, abs=1e-12) and all(a >= b for a, b in zip(cos[3:], cos[4:], strict=False))
+    with pytest.raises(ValueError, match="schedule"):
+        learning_rate(5, 10, 1.0, 4, "step")

@@ -16,7 +16,8 @@ Training (choices made explicitly; the paper only says CLIP is re-trained in the
   the same feature (cosine 1.00 after 300 steps, observed) because the image tower cannot separate those
   images yet, and never come apart; frozen random prompts stay distinct (cosine ≤ 0.96 for vlur-tiny-clip).
   `--text train` / `--text freeze` force either.  AdamW (β 0.9, 0.98, eps 1e-6, weight decay `--wd`, CLIP's
-  fine-tuning settings), constant lr after a linear warm-up of `--warmup` steps.
+  fine-tuning settings), a linear warm-up of `--warmup` steps, then a constant lr (`--schedule constant`)
+  or a cosine decay to 0 at the last step (`--schedule cosine`).
 * Images: every degraded image of ROOT/<type>/NAME (clear/ is not a class).  Each is decoded once and kept
   (uint8) resized so that its shorter side is the tower's input size S (CLIP's resize, see
   `vlur.classifier`); a training sample is a random S × S crop of it (random position — CLIP's centre crop
@@ -93,6 +94,17 @@ def load_images(root: Path, names: set[str] | None, exclude: set[str], size: int
     return imgs, torch.tensor(labels, dtype=torch.long), s.fingerprint
 
 
+def learning_rate(step: int, steps: int, base: float, warmup: int, schedule: str = "constant") -> float:
+    """The lr of 0-based `step`: linear warm-up over `warmup` steps, then constant or cosine-decayed."""
+    lr = base * min(1.0, (step + 1) / max(1, warmup))
+    if schedule == "cosine" and step >= warmup:
+        span = max(1, steps - warmup)
+        lr = base * 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warmup + 1) / span)))
+    elif schedule not in ("constant", "cosine"):
+        raise ValueError(f"unknown lr schedule {schedule!r}")
+    return lr
+
+
 def augment(images: Sequence[torch.Tensor], rng: np.random.Generator, size: int) -> torch.Tensor:
     """Random size × size crop → random h-flip; uint8 in, float [0, 1] out (B×3×size×size)."""
     out = []
@@ -129,6 +141,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--wd", type=float, default=0.1)
     p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--schedule", choices=("constant", "cosine"), default="constant",
+                   help="lr after the warm-up: constant, or cosine decay to 0 at the last step")
     p.add_argument("--text", choices=("auto", "train", "freeze"), default="auto",
                    help="train the text tower (auto: only when pretrained CLIP weights are loaded)")
     p.add_argument("--val-fraction", type=float, default=0.1)
@@ -187,7 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     model.train()
     losses, hits = [], []
     for step in range(args.steps):
-        lr = args.lr * min(1.0, (step + 1) / max(1, args.warmup))
+        lr = learning_rate(step, args.steps, args.lr, args.warmup, args.schedule)
         for g in opt.param_groups:
             g["lr"] = lr
         rng = np.random.default_rng([args.seed, 3, step])
@@ -225,8 +239,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     model.eval()
     sc = SceneClassifier.from_clip(model, info)
     val_acc = accuracy(sc, va_x, va_y)
-    meta = {"steps": args.steps, "seed": args.seed, "redraws": args.redraws, "data": str(args.data),
-            "data_fingerprint": fingerprint,
+    meta = {"steps": args.steps, "seed": args.seed, "redraws": args.redraws, "schedule": args.schedule,
+            "data": str(args.data), "data_fingerprint": fingerprint,
             "val_scenes": sorted(val_names), "val_acc": val_acc, "history": history, "git_commit": git_commit(),
             "pretrained": info["pretrained"], "clip": args.clip, "freeze_text": freeze_text,
             "torch": torch.__version__, "trained": bool(args.steps)}
