@@ -533,7 +533,7 @@ class TableEmbedder(nn.Module):
         return self
 
 
-def _from_training_checkpoint(obj: dict, path: Path) -> OneRestoreRestorer:
+def _from_training_checkpoint(obj: dict, path: Path, mode: str = "auto") -> OneRestoreRestorer:
     """A `vlur.train --arch onerestore` checkpoint: OneRestore(channel) + its type table + a scene classifier
     (`sc.pt` beside the file, else the shipped demo scene classifier)."""
     from vlur.classifier import load_classifier
@@ -551,17 +551,19 @@ def _from_training_checkpoint(obj: dict, path: Path) -> OneRestoreRestorer:
         raise WeightsError(f"{path}: auto mode needs a scene classifier: neither {path.parent / 'sc.pt'} nor {DEMO_SC}")
     embedder = TableEmbedder(obj["type_table"], load_classifier(sc_path))
     label = "demo" if path.resolve() == DEMO_WEIGHTS else "custom"
-    return OneRestoreRestorer(model.eval(), embedder, weights_label=label, weights_files=[path, sc_path],
+    # text mode reads the type table of the checkpoint itself: the classifier does not change its outputs
+    files = [path] if mode == "text" else [path, sc_path]
+    return OneRestoreRestorer(model.eval(), embedder, weights_label=label, weights_files=files,
                               meta=dict(obj.get("meta") or {}))
 
 
-def _from_single_file(path: Path) -> OneRestoreRestorer:
+def _from_single_file(path: Path, mode: str = "auto") -> OneRestoreRestorer:
     """One checkpoint: a self-describing one (label "demo"), or a plain restorer state_dict ("official")
     whose embedder is `embedder_model.tar` in the same folder."""
     path = _check_exists(path)
     obj = read_checkpoint(path)
     if isinstance(obj, Mapping) and obj.get("format") == "vlur-harness-checkpoint":
-        return _from_training_checkpoint(dict(obj), path)
+        return _from_training_checkpoint(dict(obj), path, mode)
     if is_self_describing(obj):
         ckpt = read_self_describing(obj, path)
         model, embedder, files = ckpt.restorer(path), ckpt.embedder(path), [path]
@@ -598,9 +600,9 @@ def create(opts: MethodOptions) -> OneRestoreRestorer:
         restorer = OneRestoreRestorer(load_onerestore(rpath), load_embedder(epath), weights_label="official",
                                       weights_files=[rpath, epath])
     elif opts.weights is not None:
-        restorer = _from_single_file(Path(opts.weights))
+        restorer = _from_single_file(Path(opts.weights), opts.mode)
     else:
         if not DEMO_WEIGHTS.is_file():
             raise MissingDemoWeightsError(DEMO_WEIGHTS)
-        restorer = _from_single_file(DEMO_WEIGHTS)
+        restorer = _from_single_file(DEMO_WEIGHTS, opts.mode)
     return restorer.to(opts.device)

@@ -134,6 +134,9 @@ def test_method_from_trained_checkpoint(data, sc_file, tmp_path):
         assert torch.allclose(m.restorer.text_features, m.classifier.text_features)
     text = m.restore(x, ["haze", "snow"])
     assert text.shape == x.shape
+    # text mode does not use the classifier, so its file is not part of the weights fingerprint
+    tm = create_restorer("vlur", MethodOptions(mode="text", weights=out / "model.pt"))
+    assert [p.name for p in tm.weights_files] == ["model.pt"]
     (out / "model.pt").rename(out / "renamed.pt")
     t = create_restorer("vlur", MethodOptions(mode="auto", weights=out / "renamed.pt"))  # finds out/sc.pt
     assert t.classifier is not None
@@ -170,6 +173,8 @@ def test_onerestore_ablation_uses_same_pipeline(data, sc_file, tmp_path, capsys)
     r = create_restorer("onerestore", MethodOptions(weights=out / "model.pt"))
     x = torch.rand(1, 3, 40, 56)
     assert r.weights_label == "custom" and (out / "sc.pt") in r.weights_files
+    text = create_restorer("onerestore", MethodOptions(mode="text", weights=out / "model.pt"))
+    assert text.weights_files == [out / "model.pt"]  # the type table is in the checkpoint itself
     assert r.restore(x, ["haze"]).shape == x.shape
     y, pred = r.restore_auto(x)
     assert pred[0] in r.classifier.labels

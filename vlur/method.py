@@ -124,8 +124,8 @@ def load_vlur(restorer_file: Path, sc_file: Path | None = None, *, mode: str = "
     classifier = None
     if sc_obj is not None:
         classifier = SceneClassifier.from_checkpoint(sc_obj, str(found))
-        if found is not None and found != restorer_file:
-            files.append(found)
+        if found is not None and found != restorer_file and mode != "text":
+            files.append(found)  # text mode: the classifier does not change the outputs
     return VLURMethod(restorer, classifier, weights_label=weights_label, weights_files=files, device=device)
 
 
