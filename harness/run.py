@@ -206,14 +206,16 @@ def weights_digest(files_sha: dict[str, str]) -> str | None:
 def _drop_changed_weights(store: RecordStore, name: str, mode: str, digest: str | None, out: Path, log) -> None:
     """Records of `name`/`mode` scored with other weights files are moved aside, so they are recomputed.
 
-    Records written before weights were fingerprinted (no "weights_sha") are kept."""
+    A record without a fingerprint (written before weights were fingerprinted) counts as changed when the
+    method now has weights files: nothing proves it was scored with the same ones."""
     stale = [r for r in store.records.values() if r["method"] == name and r["mode"] == mode
-             and "weights_sha" in r and r["weights_sha"] != digest]
+             and r.get("weights_sha") != digest]
     if not stale:
         return
     _move_aside(store, stale, out)
+    before = stale[0].get("weights_sha") or "not recorded"
     log(f"note: the weights of {name} changed since {len(stale)} of its {mode}-mode records were written "
-        f"({stale[0]['weights_sha']} -> {digest}); those images are evaluated again, the old records were moved "
+        f"({before} -> {digest}); those images are evaluated again, the old records were moved "
         f"to {out / 'records.stale.jsonl'}")
 
 

@@ -144,6 +144,27 @@ def test_changed_weights_are_evaluated_again_on_resume(layout, tmp_path, monkeyp
     assert {(r["method"], r["type"]) for r in stale} == {k for k in first if k[0] == "test-weighted"}
 
 
+def test_records_without_a_weights_fingerprint_are_evaluated_again(layout, tmp_path, monkeypatch, capsys):
+    weights = tmp_path / "w.txt"
+    weights.write_text("0.9")
+    monkeypatch.setenv("TEST_WEIGHTS_FILE", str(weights))
+    out = tmp_path / "out"
+    args = ("--methods", "identity,test-weighted", "--mode", "text", "--limit", "1")
+    assert _run(layout, out, *args) == 0
+    records = read_records(out / "records.jsonl")[0]
+    for r in records:  # as written by a version that did not fingerprint weights
+        r.pop("weights_sha", None)
+    (out / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    capsys.readouterr()
+    assert _run(layout, out, *args) == 0
+    assert "(not recorded -> " in capsys.readouterr().out
+    after = read_records(out / "records.jsonl")[0]
+    assert all(r.get("weights_sha") for r in after if r["method"] == "test-weighted")
+    assert all("weights_sha" not in r for r in after if r["method"] == "identity")  # no weights: kept as is
+    stale = read_records(out / "records.stale.jsonl")[0]
+    assert {r["method"] for r in stale} == {"test-weighted"}
+
+
 def test_two_runs_are_byte_identical_apart_from_timing(layout, tmp_path):
     for o in ("a", "b"):
         assert _run(layout, tmp_path / o, "--methods", "identity,test-slow") == 0
