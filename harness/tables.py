@@ -47,9 +47,17 @@ def method_labels(records: list[dict]) -> dict[tuple[str, str], str]:
     return labels
 
 
+def column_order(record: dict) -> tuple:
+    """Columns: Input first, then methods by name, each in auto, text order — not the order records were
+    written in, which a resumed run changes."""
+    mode = record["mode"]
+    return record["method"] != "identity", record["method"], {"auto": 0, "text": 1}.get(mode, 2), mode
+
+
 def aggregate(records: list[dict]) -> dict[str, dict]:
-    """{label: {type: {n, failed, psnr, ssim}, 'average': {...}}} with the published aggregation order."""
-    records = latest(records)
+    """{label: {type: {n, failed, psnr, ssim}, 'average': {...}}} with the published aggregation order;
+    columns in `column_order`."""
+    records = sorted(latest(records), key=column_order)
     labels = method_labels(records)
     by: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
     for r in records:

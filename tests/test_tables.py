@@ -79,6 +79,15 @@ def test_modes_become_separate_columns():
     assert set(aggregate(recs)) == {"a (auto)", "a (text)"}
 
 
+def test_columns_do_not_depend_on_record_order():
+    recs = [rec("vlur", "haze", "1", 22, 0.6, mode="text"), rec("onerestore", "haze", "1", 21, 0.6, mode="auto"),
+            rec("identity", "haze", "1", 15, 0.5), rec("onerestore", "haze", "1", 23, 0.7, mode="text"),
+            rec("vlur", "haze", "1", 20, 0.6, mode="auto")]
+    want = ["Input", "onerestore (auto)", "onerestore (text)", "vlur (auto)", "vlur (text)"]
+    assert list(aggregate(recs)) == want and list(aggregate(recs[::-1])) == want
+    assert render_markdown(aggregate(recs)) == render_markdown(aggregate(recs[::-1]))
+
+
 def test_published_numbers_and_difference():
     pub = load_published()
     assert pub[("onerestore", "text")]["haze"][0] == pytest.approx(32.67, abs=0.5)
