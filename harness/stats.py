@@ -44,11 +44,11 @@ Scores = dict[str, dict[str, dict[str, float]]]
 
 def scores(records: Iterable[dict], metric: str = "psnr") -> Scores:
     """Per-image values of `metric` by table column label and type (latest record per image, ok only)."""
-    from harness.tables import method_labels
+    from harness.tables import column_order, method_labels
 
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; use one of {', '.join(METRICS)}")
-    recs = latest(records)
+    recs = sorted(latest(records), key=column_order)
     labels = method_labels(recs)
     out: Scores = defaultdict(lambda: defaultdict(dict))
     for r in recs:

@@ -180,10 +180,11 @@ def test_cli_prints_intervals_and_differences(tmp_path, capsys):
     assert stats.main([str(tmp_path), "--resamples", "1000", "--per-type"]) == 0
     out = capsys.readouterr().out
     assert "### Average PSNR (dB)" in out and "| vlur " in out
-    line = next(x for x in out.splitlines() if x.startswith("| vlur − onerestore"))
+    # columns in table order (methods by name), so the differences read onerestore − vlur
+    line = next(x for x in out.splitlines() if x.startswith("| onerestore − vlur"))
     cells = [c.strip() for c in line.strip("|").split("|")]
-    assert cells[2] == "0.04" and cells[4] == "yes" and cells[5] == "no"  # 0 inside: not significant
-    line = next(x for x in out.splitlines() if x.startswith("| vlur − airnet"))
+    assert cells[2] == "-0.04" and cells[4] == "yes" and cells[5] == "no"  # 0 inside: not significant
+    line = next(x for x in out.splitlines() if x.startswith("| airnet − vlur"))
     assert [c.strip() for c in line.strip("|").split("|")][5] == "yes"
     assert "### I Haze: pairwise differences" in out
     assert stats.main([str(tmp_path / "missing")]) == 2
