@@ -86,6 +86,9 @@ def test_columns_do_not_depend_on_record_order():
     want = ["Input", "onerestore (auto)", "onerestore (text)", "vlur (auto)", "vlur (text)"]
     assert list(aggregate(recs)) == want and list(aggregate(recs[::-1])) == want
     assert render_markdown(aggregate(recs)) == render_markdown(aggregate(recs[::-1]))
+    from harness.stats import scores
+
+    assert list(scores(recs)) == want and list(scores(recs[::-1])) == want  # the significance report too
 
 
 def test_published_numbers_and_difference():
