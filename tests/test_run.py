@@ -118,13 +118,22 @@ def test_list_methods(capsys):
         assert name in out
 
 
-def test_changed_weights_are_evaluated_again_on_resume(layout, tmp_path, monkeypatch, capsys):
+WEIGHTED_ARGS = ("--methods", "identity,test-weighted", "--mode", "text", "--limit", "1")
+
+
+def _weighted_run(layout: Path, tmp_path: Path, monkeypatch) -> tuple[Path, Path]:
+    """A first text-mode run of identity + test-weighted (weights file holding 0.9): (weights file, out)."""
     weights = tmp_path / "w.txt"
     weights.write_text("0.9")
     monkeypatch.setenv("TEST_WEIGHTS_FILE", str(weights))
     out = tmp_path / "out"
-    args = ("--methods", "identity,test-weighted", "--mode", "text", "--limit", "1")
-    assert _run(layout, out, *args) == 0
+    assert _run(layout, out, *WEIGHTED_ARGS) == 0
+    return weights, out
+
+
+def test_changed_weights_are_evaluated_again_on_resume(layout, tmp_path, monkeypatch, capsys):
+    weights, out = _weighted_run(layout, tmp_path, monkeypatch)
+    args = WEIGHTED_ARGS
     first = {(r["method"], r["type"]): r for r in read_records(out / "records.jsonl")[0]}
     assert _run(layout, out, *args) == 0  # same weights: nothing is recomputed
     assert {(r["method"], r["type"]): r for r in read_records(out / "records.jsonl")[0]} == first
@@ -145,12 +154,8 @@ def test_changed_weights_are_evaluated_again_on_resume(layout, tmp_path, monkeyp
 
 
 def test_records_without_a_weights_fingerprint_are_evaluated_again(layout, tmp_path, monkeypatch, capsys):
-    weights = tmp_path / "w.txt"
-    weights.write_text("0.9")
-    monkeypatch.setenv("TEST_WEIGHTS_FILE", str(weights))
-    out = tmp_path / "out"
-    args = ("--methods", "identity,test-weighted", "--mode", "text", "--limit", "1")
-    assert _run(layout, out, *args) == 0
+    _, out = _weighted_run(layout, tmp_path, monkeypatch)
+    args = WEIGHTED_ARGS
     records = read_records(out / "records.jsonl")[0]
     for r in records:  # as written by a version that did not fingerprint weights
         r.pop("weights_sha", None)
