@@ -15,9 +15,8 @@ Pipeline (identical for both archs, so `--arch onerestore` is the direct ablatio
 * `--redraws K` (off by default): K more syntheses of every training scene, made in memory at start from
   its clean image by `harness.data.synth` (default parameters, haze depth from the monocular prior) with
   fresh random draws — new rain/snow layers, noise, γ, β, A — seeded by (seed, scene, draw, type).  Draw k
-  of scene NAME is scene NAME#rk (its negatives come from the same draw).  With three source photos the
-  data set's one draw per type and scene is what the models overfit to; the redraws cost ~0.6 s per scene
-  and draw on one core, counted in `--max-minutes`.
+  of scene NAME is scene NAME#rk (its negatives come from the same draw).  They cost ~0.27 s per scene and
+  draw (all 11 types) on one core — 137 s for 43 scenes × 12 draws — counted in `--max-minutes`.
 * Sampling: epoch e visits the training pairs in the order of a permutation drawn from
   numpy `default_rng([seed, 1, e])`, `--batch` pairs per step (a last partial batch is dropped; an epoch is
   at least one step; `--epoch-steps` overrides its length).  Each sample draws from `default_rng([seed, 2,
@@ -62,7 +61,7 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,32 +117,34 @@ class PairData:
 
         return sorted({p.name for p in scan(root).pairs if p.clear is not None})
 
-    def add_redraws(self, draws: int, seed: int) -> int:
-        """Adds `draws` fresh syntheses of every degradation type of every scene (in memory); returns the
-        number of pairs added.
+    def redraws(self, draws: int, seed: int) -> Iterator[tuple[Sample, torch.Tensor]]:
+        """`draws` fresh syntheses of every degradation type of every scene, as (sample, 3×H×W uint8).
 
-        Draw k of scene NAME becomes scene ``NAME#rk`` (so its negatives come from the same draw), made by
+        Draw k of scene NAME is scene ``NAME#rk`` (so its negatives come from the same draw), made by
         `harness.data.synth` with its default parameters from the clean image alone (haze depth from the
         monocular prior), seed = the training seed: every draw is a function of (seed, NAME, k, type).
         """
         if draws <= 0:
-            return 0
+            return
         from harness.data import synth
 
         clears = {s.name: s.clear for s in self.samples}
-        added = 0
         for name in sorted(clears):
-            clean = self.image(clears[name]).permute(1, 2, 0).numpy()
-            scene = synth.Scene.from_image(clean)
+            scene = synth.Scene.from_image(self.image(clears[name]).permute(1, 2, 0).numpy())
             for k in range(1, draws + 1):
                 key = f"{name}#r{k}"
                 for t in TYPES:
-                    path = Path(f"<redraw>/{key}/{t}")
-                    deg = synth.degrade(scene, t, seed, key)
-                    self._cache[path] = torch.from_numpy(deg).permute(2, 0, 1).contiguous()
-                    self.samples.append(Sample(t, key, path, clears[name]))
-                    self.by_scene.setdefault(key, {})[t] = path
-                    added += 1
+                    deg = torch.from_numpy(synth.degrade(scene, t, seed, key)).permute(2, 0, 1).contiguous()
+                    yield Sample(t, key, Path(f"<redraw>/{key}/{t}"), clears[name]), deg
+
+    def add_redraws(self, draws: int, seed: int) -> int:
+        """Adds the `redraws` to the data (kept in memory); returns the number of pairs added."""
+        added = 0
+        for smp, img in list(self.redraws(draws, seed)):
+            self._cache[smp.degraded] = img
+            self.samples.append(smp)
+            self.by_scene.setdefault(smp.name, {})[smp.type] = smp.degraded
+            added += 1
         return added
 
     def image(self, path: Path) -> torch.Tensor:

@@ -84,25 +84,19 @@ def load_images(root: Path, names: set[str] | None, exclude: set[str], size: int
     if redraws > 0:
         from vlur.train import PairData
 
-        data = PairData(root, names=names, exclude=exclude)
-        first = len(data.samples)
-        data.add_redraws(redraws, seed)
-        for smp in data.samples[first:]:
-            imgs.append(prepare(data.image(smp.degraded), size, crop))
+        for smp, img in PairData(root, names=names, exclude=exclude).redraws(redraws, seed):
+            imgs.append(prepare(img, size, crop))  # only the resized copy is kept
             labels.append(TYPES.index(smp.type))
-            data._cache.pop(smp.degraded, None)  # keep only the resized copy
     return imgs, torch.tensor(labels, dtype=torch.long), s.fingerprint
 
 
 def learning_rate(step: int, steps: int, base: float, warmup: int, schedule: str = "constant") -> float:
     """The lr of 0-based `step`: linear warm-up over `warmup` steps, then constant or cosine-decayed."""
-    lr = base * min(1.0, (step + 1) / max(1, warmup))
-    if schedule == "cosine" and step >= warmup:
-        span = max(1, steps - warmup)
-        lr = base * 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warmup + 1) / span)))
-    elif schedule not in ("constant", "cosine"):
+    if schedule not in ("constant", "cosine"):
         raise ValueError(f"unknown lr schedule {schedule!r}")
-    return lr
+    if schedule == "constant" or step < warmup:
+        return base * min(1.0, (step + 1) / max(1, warmup))
+    return base * 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warmup + 1) / max(1, steps - warmup))))
 
 
 def augment(images: Sequence[torch.Tensor], rng: np.random.Generator, size: int) -> torch.Tensor:
