@@ -104,9 +104,10 @@ def test_redraws_are_fresh_seeded_syntheses_of_each_scene(data):
     r1 = base.image(base.by_scene["im0.png#r1"]["rain"])
     assert not torch.equal(r1, base.image(base.by_scene["im0.png#r2"]["rain"]))  # draws differ
     assert not torch.equal(r1, other.image(other.by_scene["im0.png#r1"]["rain"]))  # seeds differ
-    # negatives of a redrawn sample come from the same draw
-    idx = [i for i, s in enumerate(base.samples) if s.name == "im1.png#r2"][:2]
-    assert len(idx) == 2
+    # negatives (drawn from by_scene[name]) of a redrawn sample come from the same draw only
+    draw = [s for s in base.samples if s.name == "im1.png#r2"]
+    assert set(base.by_scene["im1.png#r2"].values()) == {s.degraded for s in draw} and len(draw) == len(TYPES)
+    idx = [base.samples.index(s) for s in draw[:2]]
     _, _, neg, _ = train.make_batch(base, idx, seed=0, step=0, patch=36, negatives=2)
     assert neg is not None and neg.shape == (2, 2, 3, 36, 36)
 
