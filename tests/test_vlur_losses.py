@@ -101,6 +101,22 @@ def test_each_term_and_total_match_direct_computation(vgg):
     assert math.isnan(terms_no["cdrl"]) and terms_no["smooth_l1"] == pytest.approx(terms["smooth_l1"])
 
 
+def test_smooth_l1_beta_matches_direct_computation_and_is_validated(vgg):
+    feats, src = vgg
+    torch.manual_seed(2)
+    gt = torch.rand(1, 3, 40, 36)
+    out = (gt + 0.05 * torch.randn_like(gt)).clamp(0, 1)
+    crit = VLURLoss(cdrl=CDRL(features=feats, source=src), smooth_l1_beta=0.01)
+    _, terms = crit(out, gt, gt, None, with_cdrl=False)
+    d = (out - gt).abs()
+    direct = torch.where(d < 0.01, 0.5 * d * d / 0.01, d - 0.005).mean()
+    assert terms["smooth_l1"] == pytest.approx(float(direct), rel=1e-5)
+    # at these errors a small beta is L1-like: an order of magnitude above the default's 0.5*e^2
+    assert terms["smooth_l1"] > 10 * float(_smooth_l1(out, gt))
+    with pytest.raises(ValueError, match="smooth_l1_beta"):
+        VLURLoss(cdrl=CDRL(features=feats, source=src), smooth_l1_beta=0)
+
+
 def test_cdrl_without_negatives_and_gradient_only_through_output(vgg):
     feats, src = vgg
     torch.manual_seed(1)

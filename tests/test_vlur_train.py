@@ -121,6 +121,41 @@ def test_redraws_setting_recorded_and_checked_on_resume(data, sc_file, tmp_path)
         _run(data, tmp_path / "r", "--steps", "2", "--sc", str(sc_file), "--resume")
 
 
+def test_smooth_l1_beta_recorded_changes_the_loss_and_checked_on_resume(data, sc_file, tmp_path):
+    _run(data, tmp_path / "b1", "--steps", "1", "--sc", str(sc_file))
+    _run(data, tmp_path / "b", "--steps", "1", "--sc", str(sc_file), "--smooth-l1-beta", "0.01")
+    b1, b = (torch.load(tmp_path / d / "last.pt", map_location="cpu", weights_only=True) for d in ("b1", "b"))
+    assert b["meta"]["settings"]["smooth_l1_beta"] == 0.01
+    assert b["meta"]["loss"] == "0.6*SmoothL1(beta=0.01) + 0.3*(1-MS-SSIM) + 0.1*CDRL"
+    # same first batch and init: only the SmoothL1 term differs, and it is larger with the small beta
+    h1, h = b1["meta"]["history"][0], b["meta"]["history"][0]
+    assert h["ms_ssim"] == pytest.approx(h1["ms_ssim"]) and h["smooth_l1"] > 5 * h1["smooth_l1"]
+    with pytest.raises(SystemExit, match="smooth_l1_beta saved 0.01 now 1.0"):
+        _run(data, tmp_path / "b", "--steps", "2", "--sc", str(sc_file), "--resume")
+
+
+def test_learning_rate_schedules_against_closed_forms():
+    # step: halved every 3 steps
+    assert [train.learning_rate(s, 10, 1e-3, "step", 0.5, 3) for s in (0, 2, 3, 6, 9)] == pytest.approx(
+        [1e-3, 1e-3, 5e-4, 2.5e-4, 1.25e-4])
+    # cosine: base at step 0, half at the middle, 0 after the last step
+    assert train.learning_rate(0, 10, 1e-3, "cosine", 0.5, 3) == pytest.approx(1e-3)
+    assert train.learning_rate(5, 10, 1e-3, "cosine", 0.5, 3) == pytest.approx(5e-4)
+    last = 1e-3 * 0.5 * (1 + math.cos(0.9 * math.pi))
+    assert train.learning_rate(9, 10, 1e-3, "cosine", 0.5, 3) == pytest.approx(last)
+    with pytest.raises(ValueError, match="schedule"):
+        train.learning_rate(0, 10, 1e-3, "linear", 0.5, 3)
+
+
+def test_cosine_schedule_drives_the_logged_lr_and_is_checked_on_resume(data, sc_file, tmp_path):
+    _run(data, tmp_path / "c", "--steps", "2", "--sc", str(sc_file), "--schedule", "cosine", "--lr", "1e-3")
+    ck = torch.load(tmp_path / "c" / "last.pt", map_location="cpu", weights_only=True)
+    assert ck["meta"]["settings"]["schedule"] == "cosine"
+    assert [h["lr"] for h in ck["meta"]["history"]] == pytest.approx([1e-3, 5e-4])  # one step per epoch here
+    with pytest.raises(SystemExit, match="schedule saved 'cosine' now 'step'"):
+        _run(data, tmp_path / "c", "--steps", "3", "--sc", str(sc_file), "--resume")
+
+
 def test_method_from_trained_checkpoint(data, sc_file, tmp_path):
     out = tmp_path / "run"
     _run(data, out, "--steps", "1", "--sc", str(sc_file))

@@ -2,8 +2,10 @@
 
 Choices made explicitly:
 
-* SmoothL1: `torch.nn.functional.smooth_l1_loss(out, gt)` with β = 1 (PyTorch's default, as OneRestore),
-  mean over all values.
+* SmoothL1: `torch.nn.functional.smooth_l1_loss(out, gt, beta=β)`, mean over all values, β = 1 by default
+  (PyTorch's default, as OneRestore).  On [0, 1] images β = 1 makes the term quadratic for every error
+  (0.5·e²), so its gradient is ~2 % of the total's at PSNRs around 20 dB; `smooth_l1_beta` (the trainer's
+  `--smooth-l1-beta`) lowers β to make it L1-like (the weights stay the paper's).
 * MS-SSIM: `pytorch_msssim.ms_ssim(out, gt, data_range=1, weights=(0.0448, 0.2856, 0.3001, 0.2363, 0.1333))`
   on [0, 1] images ("normalised" in OneRestore's wording), Gaussian window σ = 1.5.  pytorch-msssim asserts
   min(H, W) > (win_size − 1)·2⁴ (four 2× downsamplings), so the window is the largest odd size ≤ 11 that
@@ -179,9 +181,12 @@ class VLURLoss(nn.Module):
     """0.6·SmoothL1 + 0.3·(1 − MS-SSIM) + 0.1·CDRL; `forward` returns (total, {term: value})."""
 
     def __init__(self, vgg_path: str | os.PathLike | None = None, weights: dict | None = None,
-                 cdrl: CDRL | None = None, warn: bool = True):
+                 cdrl: CDRL | None = None, warn: bool = True, smooth_l1_beta: float = 1.0):
         super().__init__()
+        if not smooth_l1_beta > 0:
+            raise ValueError(f"smooth_l1_beta must be > 0, got {smooth_l1_beta}")
         self.weights = dict(weights or LOSS_WEIGHTS)
+        self.smooth_l1_beta = float(smooth_l1_beta)
         self.cdrl = cdrl if cdrl is not None else CDRL(vgg_path, warn=warn)
 
     @property
@@ -194,7 +199,7 @@ class VLURLoss(nn.Module):
         """`with_cdrl=False` leaves the CDRL term out of this step's total (reported as NaN); the other
         weights are unchanged (`vlur.train --cdrl-every`)."""
         terms = {
-            "smooth_l1": F.smooth_l1_loss(out, gt),
+            "smooth_l1": F.smooth_l1_loss(out, gt, beta=self.smooth_l1_beta),
             "ms_ssim": msssim_loss(out, gt),
         }
         if with_cdrl:

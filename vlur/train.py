@@ -31,10 +31,11 @@ Pipeline (identical for both archs, so `--arch onerestore` is the direct ablatio
   `baselines.onerestore.OneRestore(channel=C)` driven by `forward(x, embedding)`, embedding = the row of a
   12 × 324 type table whose rows 1..11 are the same SC text features mapped by a fixed random projection
   (seed 0, N(0, 1/D) entries; row 0, "clear", is zero) — both arms see the same type information.
-* Loss: `vlur.losses.VLURLoss` (0.6·SmoothL1 + 0.3·(1 − MS-SSIM) + 0.1·CDRL).
+* Loss: `vlur.losses.VLURLoss` (0.6·SmoothL1 + 0.3·(1 − MS-SSIM) + 0.1·CDRL); `--smooth-l1-beta` sets SmoothL1's β
+  (default 1, as OneRestore; see `vlur.losses` for why a small β is L1-like and weighs more at these errors).
 * Optimiser: Adam (β 0.9, 0.999), lr `--lr` (paper: 1e-3) multiplied by `--lr-gamma` (0.5) every
   `--lr-decay-every` steps (default: OneRestore's "halve every 30 of 200 epochs" scaled to the budget,
-  ceil(0.15·steps)).
+  ceil(0.15·steps)); or, with `--schedule cosine`, decayed along a half cosine to 0 at the last step.
 * Each epoch: validation PSNR (text mode, true types; `--val-max` images spread over the types, centre crop
   `--val-crop`; 8-bit-quantised outputs scored with `harness.metrics`, mean per type then over types), a
   line in DIR/train.log, and DIR/last.pt written atomically (model + Adam state + history).  At the end
@@ -217,8 +218,18 @@ def make_batch(data: PairData, indices: Sequence[int], seed: int, step: int, pat
     return torch.stack(deg), torch.stack(clr), (torch.stack(neg) if negatives else None), types
 
 
-def loss_description(cdrl_every: int) -> str:
-    base = "0.6*SmoothL1 + 0.3*(1-MS-SSIM)"
+def learning_rate(step: int, total: int, base: float, schedule: str, gamma: float, decay_every: int) -> float:
+    """The lr of 0-based `step`: `step` multiplies `base` by `gamma` every `decay_every` steps (OneRestore);
+    `cosine` decays it from `base` at step 0 to 0 after the last of `total` steps."""
+    if schedule == "step":
+        return base * gamma ** (step // decay_every)
+    if schedule == "cosine":
+        return base * 0.5 * (1.0 + math.cos(math.pi * min(step, total) / max(1, total)))
+    raise ValueError(f"unknown lr schedule {schedule!r}")
+
+
+def loss_description(cdrl_every: int, smooth_l1_beta: float = 1.0) -> str:
+    base = "0.6*SmoothL1" + (f"(beta={smooth_l1_beta:g})" if smooth_l1_beta != 1.0 else "") + " + 0.3*(1-MS-SSIM)"
     if cdrl_every == 1:
         return base + " + 0.1*CDRL"
     if cdrl_every <= 0:
@@ -377,9 +388,9 @@ def load_sc(path: str | None, seed: int, log):
 
 RESUME_KEYS = ("arch", "channel", "heads", "attention", "patch", "batch", "negatives", "seed", "lr", "lr_gamma",
                "lr_decay_every", "steps_per_epoch", "val_fraction", "data_fingerprint", "cdrl_every",
-               "redraws")
+               "redraws", "smooth_l1_beta", "schedule")
 #: values of settings added after the first checkpoints were written (a checkpoint without them used these)
-SETTING_DEFAULTS = {"cdrl_every": 1, "redraws": 0}
+SETTING_DEFAULTS = {"cdrl_every": 1, "redraws": 0, "smooth_l1_beta": 1.0, "schedule": "step"}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -402,6 +413,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sc", type=str, default=None, help="scene-classifier checkpoint (vlur.train_classifier)")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--lr-gamma", type=float, default=0.5)
+    p.add_argument("--schedule", choices=("step", "cosine"), default="step",
+                   help="step: ×--lr-gamma every --lr-decay-every steps (OneRestore); cosine: to 0 at the last step")
     p.add_argument("--lr-decay-every", type=int, default=0, help="steps between lr decays (0 = ceil(0.15·steps))")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--steps", type=int, default=None, help="total optimisation steps")
@@ -412,6 +425,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--negatives", type=int, default=3, help="negatives per sample for CDRL")
     p.add_argument("--cdrl-every", type=int, default=1,
                    help="evaluate the CDRL term on every K-th step only (1 = every step, the paper; 0 = never)")
+    p.add_argument("--smooth-l1-beta", type=float, default=1.0,
+                   help="β of the SmoothL1 term (1 = PyTorch's default, as OneRestore; small = L1-like)")
     p.add_argument("--redraws", type=int, default=0,
                    help="add K fresh syntheses of every training scene's 11 types (in memory, seeded; "
                         "needs clean images the synthesis can re-degrade, e.g. the embedded train split)")
@@ -475,7 +490,8 @@ def _train(args: argparse.Namespace, out: Path, log) -> int:
                 "patch": args.patch, "batch": args.batch, "negatives": args.negatives, "seed": args.seed,
                 "lr": args.lr, "lr_gamma": args.lr_gamma, "lr_decay_every": decay_every, "steps_per_epoch": spe,
                 "val_fraction": args.val_fraction, "data_fingerprint": fingerprint,
-                "cdrl_every": args.cdrl_every, "redraws": args.redraws}
+                "cdrl_every": args.cdrl_every, "redraws": args.redraws,
+                "smooth_l1_beta": args.smooth_l1_beta, "schedule": args.schedule}
     log(f"data {args.data}: {len(train)} training pairs, {len(val_names)} held-out scenes, "
         f"{len(val_samples)} validation images; {spe} steps/epoch, {total} steps")
 
@@ -484,7 +500,7 @@ def _train(args: argparse.Namespace, out: Path, log) -> int:
     model = build_model(args.arch, args.channel, args.heads, args.attention, text_features, args.seed).to(device)
     type_table = onerestore_type_table(text_features) if args.arch == "onerestore" else None
     runner = ModelRunner(args.arch, model, type_table.to(device) if type_table is not None else None)
-    criterion = VLURLossLazy(args.vgg).get().to(device)
+    criterion = VLURLossLazy(args.vgg, args.smooth_l1_beta).get().to(device)
     log(f"model {args.arch}: {sum(p.numel() for p in model.parameters())} parameters; CDRL VGG-16 weights: "
         f"{criterion.vgg_source}")
     opt = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.999))
@@ -510,7 +526,7 @@ def _train(args: argparse.Namespace, out: Path, log) -> int:
     meta_base = {"seed": args.seed, "data": str(args.data), "data_fingerprint": fingerprint,
                  "vgg": criterion.vgg_source, "git_commit": git_commit(), "sc": sc_info,
                  "torch": torch.__version__, "threads": torch.get_num_threads(),
-                 "loss": loss_description(args.cdrl_every), "settings": settings}
+                 "loss": loss_description(args.cdrl_every, args.smooth_l1_beta), "settings": settings}
     config = model_config(args.arch, model, args.channel)
 
     def checkpoint(with_state: bool) -> dict:
@@ -533,7 +549,7 @@ def _train(args: argparse.Namespace, out: Path, log) -> int:
     stopped_early = False
     vpsnr, ipsnr = math.nan, math.nan
     while step < total:
-        lr = args.lr * args.lr_gamma ** (step // decay_every)
+        lr = learning_rate(step, total, args.lr, args.schedule, args.lr_gamma, decay_every)
         for gparam in opt.param_groups:
             gparam["lr"] = lr
         idx = batch_indices(len(train), args.batch, args.seed, step, spe)
@@ -599,15 +615,16 @@ def _train(args: argparse.Namespace, out: Path, log) -> int:
 class VLURLossLazy:
     """Builds the loss (imports pytorch_msssim / torchvision only when training)."""
 
-    def __init__(self, vgg_path: str | None):
+    def __init__(self, vgg_path: str | None, smooth_l1_beta: float = 1.0):
         self.vgg_path = vgg_path
+        self.smooth_l1_beta = smooth_l1_beta
 
     def get(self):
         from vlur.losses import VLURLoss
 
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            loss = VLURLoss(self.vgg_path)
+            loss = VLURLoss(self.vgg_path, smooth_l1_beta=self.smooth_l1_beta)
         for w in caught:
             print(f"warning: {w.message}", file=sys.stderr)
         return loss
