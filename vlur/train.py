@@ -220,7 +220,9 @@ def make_batch(data: PairData, indices: Sequence[int], seed: int, step: int, pat
 
 def learning_rate(step: int, total: int, base: float, schedule: str, gamma: float, decay_every: int) -> float:
     """The lr of 0-based `step`: `step` multiplies `base` by `gamma` every `decay_every` steps (OneRestore);
-    `cosine` decays it from `base` at step 0 to 0 after the last of `total` steps."""
+    `cosine` decays it from `base` at step 0 to 0 after the last of `total` steps.  (Not shared with
+    `vlur.train_classifier.learning_rate`, which warms up and reaches 0 at its last step: each formula stays
+    as the shipped weights were trained with it, so their commands reproduce bit for bit.)"""
     if schedule == "step":
         return base * gamma ** (step // decay_every)
     if schedule == "cosine":
