@@ -3,8 +3,10 @@ flower.jpg (CC BY 2.0, from the scikit-learn wheel: `pip download scikit-learn -
 `sklearn/datasets/images/*.jpg` into /tmp/skl), same crops and synthesis as the embedded split, into /tmp/train5.
 See reports/training/README.md, "Two more training photographs".
 """
-# experiment: cdd11-mini train split + 16 scenes each from scikit-learn's china.jpg and flower.jpg
-import os, shutil, numpy as np
+import os
+import shutil
+
+import numpy as np
 from pathlib import Path
 from PIL import Image
 from harness.data import mini, synth

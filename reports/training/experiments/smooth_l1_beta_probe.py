@@ -1,6 +1,6 @@
 """Probe of SmoothL1's beta (2026-11-26): the numbers quoted in reports/training/README.md.
 
-    python reports/training/experiments/smooth_l1_beta_probe.py BETA STEPS LR [scratch]
+    PYTHONPATH=. python reports/training/experiments/smooth_l1_beta_probe.py BETA STEPS LR [scratch]
 
 Trains a C = 16 VL-UR restorer (from the first demo restorer, or from its seeded init with `scratch`) for
 STEPS steps on the cdd11-mini train split (batch 4, 128 px patches, 1 negative, CDRL on one step in 4,
@@ -27,7 +27,7 @@ torch.set_num_threads(1)
 sc, _ = T.load_sc("vlur/weights/vlur_sc_demo.pt", 0, lambda *a, **k: None)
 model = T.build_model("vlur", 16, 8, "pgca", sc.text_features.detach(), 0)
 if not scratch:
-    init = os.environ.get("VLUR_PROBE_INIT", "vlur/weights/vlur_demo.pt")
+    init = os.environ.get("VLUR_PROBE_INIT") or sys.exit("set VLUR_PROBE_INIT to the first demo restorer")
     model.load_state_dict(torch.load(init, map_location="cpu", weights_only=True)["state_dict"])
 runner = T.ModelRunner("vlur", model, None)
 data = T.PairData(ensure("train"))

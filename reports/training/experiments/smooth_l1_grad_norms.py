@@ -1,8 +1,11 @@
 """Gradient norm of each loss term with respect to the restorer's output (2026-11-26), quoted in
 reports/training/README.md: 3 training batches, the first demo restorer ($VLUR_PROBE_INIT, e.g.
-`git show 4647fa4:vlur/weights/vlur_demo.pt > /tmp/v1.pt`), weighted terms. Output: smooth_l1_grad_norms.log.
+`git show 4647fa4:vlur/weights/vlur_demo.pt > /tmp/v1.pt`), weighted terms. Output: smooth_l1_grad_norms.log. From the repository root:
+
+    VLUR_PROBE_INIT=/tmp/v1.pt PYTHONPATH=. python reports/training/experiments/smooth_l1_grad_norms.py
 """
 import os
+import sys
 
 import torch
 import torch.nn.functional as F
@@ -15,7 +18,7 @@ torch.manual_seed(0)
 torch.set_num_threads(2)
 sc, _ = T.load_sc("vlur/weights/vlur_sc_demo.pt", 0, print)
 model = T.build_model("vlur", 16, 8, "pgca", sc.text_features.detach(), 0)
-init = os.environ.get("VLUR_PROBE_INIT", "vlur/weights/vlur_demo.pt")
+init = os.environ.get("VLUR_PROBE_INIT") or sys.exit("set VLUR_PROBE_INIT to the first demo restorer")
 model.load_state_dict(torch.load(init, map_location="cpu", weights_only=True)["state_dict"])
 runner = T.ModelRunner("vlur", model, None)
 data = T.PairData(ensure("train"))
