@@ -155,3 +155,20 @@ def test_classifier_lr_schedules():
     assert cos[-1] == pytest.approx(0.0, abs=1e-12) and all(a >= b for a, b in zip(cos[3:], cos[4:], strict=False))
     with pytest.raises(ValueError, match="schedule"):
         learning_rate(5, 10, 1.0, 4, "step")
+
+
+def test_classifier_permute_rgb_augment_reorders_channels_only():
+    import numpy as np
+
+    from vlur.train_classifier import augment
+
+    gen = torch.Generator().manual_seed(0)
+    images = [torch.randint(0, 256, (3, 20, 26), dtype=torch.uint8, generator=gen) for _ in range(6)]
+    plain = augment(images, np.random.default_rng(7), 16)
+    perm = augment(images, np.random.default_rng(7), 16, permute_rgb=True)
+    assert perm.shape == plain.shape == (6, 3, 16, 16)
+    # the first image's crop and flip are drawn before any permutation: same pixels, channels reordered
+    order = [next(c for c in range(3) if torch.equal(perm[0, k], plain[0, c])) for k in range(3)]
+    assert sorted(order) == [0, 1, 2]
+    assert not torch.equal(perm, plain)
+    assert torch.equal(perm, augment(images, np.random.default_rng(7), 16, permute_rgb=True))  # seeded

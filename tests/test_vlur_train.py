@@ -134,6 +134,32 @@ def test_smooth_l1_beta_recorded_changes_the_loss_and_checked_on_resume(data, sc
         _run(data, tmp_path / "b", "--steps", "2", "--sc", str(sc_file), "--resume")
 
 
+def test_permute_rgb_reorders_the_channels_of_all_images_of_a_sample_alike(data):
+    base = train.PairData(data)
+    idx = [0, 5, 17, 30]
+    plain = train.make_batch(base, idx, seed=1, step=4, patch=36, negatives=2)
+    perm = train.make_batch(base, idx, seed=1, step=4, patch=36, negatives=2, permute_rgb=True)
+    assert perm[3] == plain[3]  # same samples and types
+    orders = set()
+    for i in range(len(idx)):
+        # same crop, flip and negatives as without it: each channel of the permuted sample is one of the plain ones
+        order = [next(c for c in range(3) if torch.equal(perm[1][i, k], plain[1][i, c])) for k in range(3)]
+        assert sorted(order) == [0, 1, 2]
+        assert torch.equal(perm[0][i], plain[0][i, order]) and torch.equal(perm[2][i], plain[2][i][:, order])
+        orders.add(tuple(order))
+    assert len(orders) > 1  # drawn per sample (this seed and step draw more than one order)
+    again = train.make_batch(base, idx, seed=1, step=4, patch=36, negatives=2, permute_rgb=True)
+    assert all(torch.equal(a, b) for a, b in zip(perm[:3], again[:3]))  # seeded
+
+
+def test_permute_rgb_recorded_and_checked_on_resume(data, sc_file, tmp_path):
+    _run(data, tmp_path / "p", "--steps", "1", "--sc", str(sc_file), "--permute-rgb")
+    ck = torch.load(tmp_path / "p" / "last.pt", map_location="cpu", weights_only=True)
+    assert ck["meta"]["settings"]["permute_rgb"] is True
+    with pytest.raises(SystemExit, match="permute_rgb saved True now False"):
+        _run(data, tmp_path / "p", "--steps", "2", "--sc", str(sc_file), "--resume")
+
+
 def test_learning_rate_schedules_against_closed_forms():
     # step: halved every 3 steps
     assert [train.learning_rate(s, 10, 1e-3, "step", 0.5, 3) for s in (0, 2, 3, 6, 9)] == pytest.approx(

@@ -24,6 +24,9 @@ Pipeline (identical for both archs, so `--arch onerestore` is the direct ablatio
   negatives; images smaller than the patch are reflect-padded), a random horizontal flip (p = 0.5), and
   `--negatives` N negatives = the same scene under N other degradation types, drawn without replacement
   among the types present (with replacement if fewer than N exist; the degraded input itself if none).
+  `--permute-rgb` (off by default) then puts the colour channels of all images of a sample in one random
+  order: every stage of `harness.data.synth` treats R, G and B alike (grey airlight, rain and snow; max-RGB
+  illumination; i.i.d. noise), so a permuted pair is as likely a pair as the original.
   Because every random draw is a function of (seed, step), `--resume` continues exactly.
 * Model init: `torch.manual_seed(seed)` right before building the model.  `--arch vlur`: the restorer's
   text table is the Scene Classifier's cached F_text (`--sc` checkpoint of `vlur.train_classifier`; without
@@ -180,8 +183,11 @@ def _pad_to(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
     return F.pad(x.unsqueeze(0).float(), (0, pw, 0, ph), mode=mode).squeeze(0)
 
 
-def make_batch(data: PairData, indices: Sequence[int], seed: int, step: int, patch: int, negatives: int):
-    """(degraded B×3×P×P, clear, negatives B×N×3×P×P or None, types) for one training step."""
+def make_batch(data: PairData, indices: Sequence[int], seed: int, step: int, patch: int, negatives: int,
+               permute_rgb: bool = False):
+    """(degraded B×3×P×P, clear, negatives B×N×3×P×P or None, types) for one training step.  With
+    `permute_rgb`, one random order of the colour channels per sample, the same on all its images (drawn after
+    the crop and flip, so the other draws do not change)."""
     deg, clr, neg, types = [], [], [], []
     for i, idx in enumerate(indices):
         s = data.samples[idx]
@@ -206,10 +212,12 @@ def make_batch(data: PairData, indices: Sequence[int], seed: int, step: int, pat
         top = int(rng.integers(0, hh - patch + 1))
         left = int(rng.integers(0, ww - patch + 1))
         flip = bool(rng.random() < 0.5)
+        order = torch.from_numpy(rng.permutation(3)) if permute_rgb else None
         crops = []
         for im in imgs:
             c = im[:, top:top + patch, left:left + patch].float() / 255.0
-            crops.append(c.flip(-1) if flip else c)
+            c = c.flip(-1) if flip else c
+            crops.append(c[order] if order is not None else c)
         deg.append(crops[0])
         clr.append(crops[1])
         if negatives:
@@ -390,9 +398,9 @@ def load_sc(path: str | None, seed: int, log):
 
 RESUME_KEYS = ("arch", "channel", "heads", "attention", "patch", "batch", "negatives", "seed", "lr", "lr_gamma",
                "lr_decay_every", "steps_per_epoch", "val_fraction", "data_fingerprint", "cdrl_every",
-               "redraws", "smooth_l1_beta", "schedule")
+               "redraws", "smooth_l1_beta", "schedule", "permute_rgb")
 #: values of settings added after the first checkpoints were written (a checkpoint without them used these)
-SETTING_DEFAULTS = {"cdrl_every": 1, "redraws": 0, "smooth_l1_beta": 1.0, "schedule": "step"}
+SETTING_DEFAULTS = {"cdrl_every": 1, "redraws": 0, "smooth_l1_beta": 1.0, "schedule": "step", "permute_rgb": False}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -432,6 +440,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--redraws", type=int, default=0,
                    help="add K fresh syntheses of every training scene's 11 types (in memory, seeded; "
                         "needs clean images the synthesis can re-degrade, e.g. the embedded train split)")
+    p.add_argument("--permute-rgb", action="store_true",
+                   help="augment: a random order of the RGB channels per sample (an exact symmetry of the synthesis)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     p.add_argument("--vgg", type=str, default=None, help="VGG-16 ImageNet weights file (vgg16-397923af.pth)")
@@ -493,7 +503,7 @@ def _train(args: argparse.Namespace, out: Path, log) -> int:
                 "lr": args.lr, "lr_gamma": args.lr_gamma, "lr_decay_every": decay_every, "steps_per_epoch": spe,
                 "val_fraction": args.val_fraction, "data_fingerprint": fingerprint,
                 "cdrl_every": args.cdrl_every, "redraws": args.redraws,
-                "smooth_l1_beta": args.smooth_l1_beta, "schedule": args.schedule}
+                "smooth_l1_beta": args.smooth_l1_beta, "schedule": args.schedule, "permute_rgb": args.permute_rgb}
     log(f"data {args.data}: {len(train)} training pairs, {len(val_names)} held-out scenes, "
         f"{len(val_samples)} validation images; {spe} steps/epoch, {total} steps")
 
@@ -555,7 +565,7 @@ def _train(args: argparse.Namespace, out: Path, log) -> int:
         for gparam in opt.param_groups:
             gparam["lr"] = lr
         idx = batch_indices(len(train), args.batch, args.seed, step, spe)
-        x, y, neg, types = make_batch(train, idx, args.seed, step, args.patch, args.negatives)
+        x, y, neg, types = make_batch(train, idx, args.seed, step, args.patch, args.negatives, args.permute_rgb)
         x, y = x.to(device), y.to(device)
         neg = neg.to(device) if neg is not None else None
         pred = runner(x, types)

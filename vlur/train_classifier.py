@@ -21,7 +21,8 @@ Training (choices made explicitly; the paper only says CLIP is re-trained in the
 * Images: every degraded image of ROOT/<type>/NAME (clear/ is not a class).  Each is decoded once and kept
   (uint8) resized so that its shorter side is the tower's input size S (CLIP's resize, see
   `vlur.classifier`); a training sample is a random S × S crop of it (random position — CLIP's centre crop
-  at inference is one of them), flipped horizontally with p = 0.5, drawn from numpy
+  at inference is one of them), flipped horizontally with p = 0.5 (with `--permute-rgb`, its colour channels
+  then put in a random order, as `vlur.train --permute-rgb` does), drawn from numpy
   `default_rng([seed, 3, step])` (deterministic).  `--redraws K` adds K fresh syntheses of every training
   scene and type, as `vlur.train --redraws` does.  Held-out scenes: `--val-fraction` of the scene names,
   chosen as in `vlur.train` (SHA-1 order); validation = the inference preprocessing (centre crop).
@@ -99,14 +100,17 @@ def learning_rate(step: int, steps: int, base: float, warmup: int, schedule: str
     return base * 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warmup + 1) / max(1, steps - warmup))))
 
 
-def augment(images: Sequence[torch.Tensor], rng: np.random.Generator, size: int) -> torch.Tensor:
-    """Random size × size crop → random h-flip; uint8 in, float [0, 1] out (B×3×size×size)."""
+def augment(images: Sequence[torch.Tensor], rng: np.random.Generator, size: int,
+            permute_rgb: bool = False) -> torch.Tensor:
+    """Random size × size crop → random h-flip (→ with `permute_rgb`, a random order of the colour channels);
+    uint8 in, float [0, 1] out (B×3×size×size)."""
     out = []
     for im in images:
         h, w = im.shape[-2:]
         top, left = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
         x = im[:, top:top + size, left:left + size].float() / 255.0
-        out.append(x.flip(-1) if rng.random() < 0.5 else x)
+        x = x.flip(-1) if rng.random() < 0.5 else x
+        out.append(x[torch.from_numpy(rng.permutation(3))] if permute_rgb else x)
     return torch.stack(out)
 
 
@@ -143,6 +147,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--eval-every", type=int, default=100)
     p.add_argument("--redraws", type=int, default=0,
                    help="add K fresh syntheses of every training scene's 11 types (as in vlur.train)")
+    p.add_argument("--permute-rgb", action="store_true",
+                   help="augment: a random order of the RGB channels per sample (an exact symmetry of the synthesis)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
@@ -200,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             g["lr"] = lr
         rng = np.random.default_rng([args.seed, 3, step])
         idx = rng.integers(0, len(tr_y), size=args.batch)
-        x = (augment([tr_x[i] for i in idx], rng, size) - mean) / std
+        x = (augment([tr_x[i] for i in idx], rng, size, args.permute_rgb) - mean) / std
         y = tr_y[idx]
         img = model.encode_image(x, normalize=True)
         txt = model.encode_text(tokens, normalize=True)
@@ -234,6 +240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sc = SceneClassifier.from_clip(model, info)
     val_acc = accuracy(sc, va_x, va_y)
     meta = {"steps": args.steps, "seed": args.seed, "redraws": args.redraws, "schedule": args.schedule,
+            "permute_rgb": args.permute_rgb,
             "data": str(args.data), "data_fingerprint": fingerprint,
             "val_scenes": sorted(val_names), "val_acc": val_acc, "history": history, "git_commit": git_commit(),
             "pretrained": info["pretrained"], "clip": args.clip, "freeze_text": freeze_text,
