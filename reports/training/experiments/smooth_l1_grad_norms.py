@@ -1,6 +1,7 @@
 """Gradient norm of each loss term with respect to the restorer's output (2026-11-26), quoted in
 reports/training/README.md: 3 training batches, the first demo restorer ($VLUR_PROBE_INIT, e.g.
-`git show 4647fa4:vlur/weights/vlur_demo.pt > /tmp/v1.pt`), weighted terms. Output: smooth_l1_grad_norms.log. From the repository root:
+`git show 4647fa4:vlur/weights/vlur_demo.pt > /tmp/v1.pt`), weighted terms. Output: smooth_l1_grad_norms.log.
+From the repository root:
 
     VLUR_PROBE_INIT=/tmp/v1.pt PYTHONPATH=. python reports/training/experiments/smooth_l1_grad_norms.py
 """
