@@ -1,12 +1,9 @@
 """AirNet re-implementation: state_dict layout, the official test vector, shapes, loading, registry.
 
-Note on the reference vector: with `fill_state_dict` weights AirNet is numerically chaotic (deformable
-offsets reach ~170 px and the 50 DCN layers amplify a 1e-12 input change to ~0.1 at the output), so float32
-rounding differences between any two implementations — or between float32 and float64 runs of the same
-one — change the output by ~20% of its range. The 1e-4 tolerance cannot be met unless the arithmetic is
-bit-identical to the reference machine's; `test_reference_vector_exact` is therefore an xfail when it does
-not hold, while `test_reference_vector_agrees` checks the agreement that survives rounding (correlation and
-relative error at the float32/float64 noise floor; every structural variant tried lands far outside it).
+The reference vector (regenerated 2026-12-02) is made with `fill_scale` {"conv_offset_mask": 0.05}, in float64
+by the official code: with unscaled filled weights the deformable offsets reach ~170 px and the network is
+chaotic, so no float32 implementation could be compared strictly. With the scale it is well conditioned and
+checked at the same 1e-4 relative tolerance as every other baseline.
 The shape / batch tests use milder weights where the network is well conditioned.
 """
 
@@ -39,9 +36,15 @@ fill = _load_fill()
 
 
 @pytest.fixture(scope="module")
+def case0():
+    return torch.load(DATA / "airnet_case0.pt", weights_only=True)
+
+
+@pytest.fixture(scope="module")
 def filled_sd() -> dict[str, torch.Tensor]:
     sd = AirNet().state_dict()
-    return fill.fill_state_dict(sd, salt=0)
+    scale = json.loads((DATA / "cases.json").read_text())["airnet_case0"]["fill_scale"]
+    return fill.fill_state_dict(sd, salt=0, scale=scale)
 
 
 @pytest.fixture(scope="module")
@@ -49,11 +52,6 @@ def filled_model(filled_sd) -> AirNet:
     model = AirNet().eval()
     model.load_state_dict(filled_sd)
     return model
-
-
-@pytest.fixture(scope="module")
-def case0():
-    return torch.load(DATA / "airnet_case0.pt", weights_only=True)
 
 
 @pytest.fixture(scope="module")
@@ -106,22 +104,12 @@ def test_deform_conv_offset_layout():
 
 
 # ------------------------------------------------------------------------------------ reference vector
-def test_reference_vector_agrees(case0, case0_out):
+def test_reference_vector(case0, case0_out):
     ref = case0["out"]
     assert case0_out.shape == ref.shape and case0_out.dtype == torch.float32
-    corr = torch.corrcoef(torch.stack([case0_out.flatten(), ref.flatten()]))[0, 1].item()
-    rel = ((case0_out - ref).norm() / ref.norm()).item()
-    # float32 vs float64 of this very implementation: corr 0.989, rel 0.15; wrong variants: corr <= 0.93
-    assert corr >= 0.975, f"correlation with the official output {corr:.4f}"
-    assert rel <= 0.25, f"relative L2 error {rel:.4f}"
-
-
-def test_reference_vector_exact(case0, case0_out):
-    ref = case0["out"]
     err = (case0_out - ref).abs().max().item()
     tol = 1e-4 * max(1.0, ref.abs().max().item())
-    if err > tol:
-        pytest.xfail(f"max|ours-ref| = {err:.3g} > {tol:.3g}: fill weights make AirNet chaotic (see module doc)")
+    assert err <= tol, f"max|ours - official| = {err:.3g} > {tol:.3g}"
 
 
 def test_takes_unit_range_input(case0, filled_model, case0_out):
