@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import difflib
 import importlib
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -23,6 +23,13 @@ BUILTIN_MODULES: dict[str, str] = {
     "onerestore": "baselines.onerestore",
     "promptir": "baselines.promptir",
     "airnet": "baselines.airnet",
+    "mirnetv2": "baselines.mirnetv2",
+    "oknet": "baselines.oknet",
+    "fourmer": "baselines.fourmer",
+    "weatherdiff": "baselines.weatherdiff",
+    "transweather": "baselines.transweather",
+    "wgws-net": "baselines.wgws",
+    "moce-ir": "baselines.moce_ir",
     "vlur": "vlur.method",
     "vlur-zeroshot": "vlur.method",
 }
@@ -36,6 +43,26 @@ class MethodOptions:
     mode: str = "auto"  # "auto": the method's classifier picks the type; "text": the true type is given
     weights_dir: Path | None = None  # folder holding the authors' released files
     weights: Path | None = None  # one explicit checkpoint file
+    # Build the network with its own seeded random initialisation instead of loading any file (timm's
+    # `pretrained=False`): for timing, FLOP counting and contract tests. The restorer's `weights_label` is "random".
+    random_weights: bool = False
+    # Method-specific settings from `--method-arg KEY=VALUE` (e.g. WGWS-Net's weather flag); each method
+    # documents the keys it reads and refuses unknown ones.
+    method_args: Mapping[str, str] = field(default_factory=dict)
+
+
+class MethodArgError(ValueError):
+    """A `--method-arg` the method does not know, or a value it does not accept."""
+
+
+def check_method_args(method: str, opts: MethodOptions, accepted: Mapping[str, str]) -> dict[str, str]:
+    """Refuse `opts.method_args` keys that `method` does not read; `accepted` maps each key it reads to a
+    one-line description used in the message. Returns the given arguments as a plain dict."""
+    unknown = sorted(set(opts.method_args) - set(accepted))
+    if unknown:
+        known = "; ".join(f"{k}: {d}" for k, d in accepted.items()) or "none"
+        raise MethodArgError(f"{method}: unknown --method-arg {', '.join(unknown)} (accepted: {known})")
+    return dict(opts.method_args)
 
 
 @dataclass(frozen=True)
