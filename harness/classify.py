@@ -26,12 +26,12 @@ from pathlib import Path
 
 import torch
 
-from harness import confusion, registry
-from harness.cdd11 import CLEAR
-from harness.data.cdd11 import LoadedPair, Pair, iter_loaded
+from harness import cli, confusion, registry
+from harness.cdd11 import CLEAR, parse_types
+from harness.data.cdd11 import DatasetError, LoadedPair, Pair, Scan, iter_loaded, scan
+from harness.evaluation import _to_tensor, check_device, default_data_root
 from harness.protocol import DegradationClassifier
 from harness.records import RecordStore
-from harness.run import _progress, _to_tensor, _todo, device_and_data, guarded_main
 from harness.weights import WeightsError
 
 DEFAULT_OUT = Path("runs/classify")
@@ -43,27 +43,23 @@ class NoClassifierError(ValueError):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m harness.classify",
+    p = argparse.ArgumentParser(prog="python -m harness.classify", formatter_class=cli.Formatter,
                                 description="Evaluate the degradation classifiers of methods on CDD-11 "
                                             "(confusion matrix, accuracies); no restoration.")
     p.add_argument("--methods", default="vlur,onerestore",
                    help="comma-separated method names (default vlur,onerestore)")
     p.add_argument("--data", type=Path, default=None,
                    help="data root in the CDD-11 layout (default: the embedded cdd11-mini test split)")
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder")
     p.add_argument("--types", default=None, help="comma-separated CDD-11 types (default: all 11)")
-    p.add_argument("--limit", type=int, default=None, help="at most N images per type (first N by name)")
+    p.add_argument("--limit", type=cli.positive_int, default=None, help="at most N images per type (first N by name)")
     p.add_argument("--include-clear", action="store_true",
                    help="also classify the clear images (true type 'clear'), those partnering the selected images")
-    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (default cpu)")
     p.add_argument("--weights-dir", type=Path, default=None, help="folder with the authors' released weights")
     p.add_argument("--weights", type=Path, default=None, help="one checkpoint file (single-method runs)")
-    p.add_argument("--workers", type=int, default=2, help="image-decoding threads (0 = decode inline)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--workers", type=cli.non_negative_int, default=2, help="image-decoding threads (0 = inline)")
     p.add_argument("--retry-failed", action="store_true", help="redo images recorded as failed")
-    p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
-                   help="import MODULE first (a plugin that registers more methods); repeatable")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    cli.add_common(p, mode=False)
     return p
 
 
@@ -114,23 +110,49 @@ def classify_record(name: str, weights: str, clf: DegradationClassifier, lp: Loa
     return {**base, "status": "ok", "error": None, "predicted": pred[0], "seconds": round(time.perf_counter() - t0, 4)}
 
 
-def run(args: argparse.Namespace, log=print) -> int:
+def device_and_data(args: argparse.Namespace, log) -> tuple[torch.device, Scan]:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = check_device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DatasetError("--device cuda asked for, but torch sees no CUDA device")
+    types = parse_types(args.types) if args.types else None
+    data = scan(args.data if args.data is not None else default_data_root(), types=types, limit=args.limit)
+    log(data.summary())
+    return device, data
+
+
+def _todo(store: RecordStore, items: Sequence[Pair], name: str, retry_failed: bool) -> list[Pair]:
+    todo = []
+    for p in items:
+        rec = store.get((name, MODE, p.type, p.name))
+        if rec is None or (retry_failed and rec["status"] != "ok"):
+            todo.append(p)
+    return todo
+
+
+def _progress(total: int, desc: str, quiet: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, disable=quiet, unit="img", dynamic_ncols=True, file=sys.stderr)
+
+
+def run(args: argparse.Namespace, log=cli.route) -> int:
     methods = registry.parse_methods(args.methods)
     device, data = device_and_data(args, log)
     items = items_to_classify(data.pairs, args.include_clear, args.limit)
     out: Path = args.out
     failed_methods: dict[str, str] = {}
-    store = RecordStore(out)
-    store.path = out / confusion.PREDICTIONS_FILE  # not records.jsonl: these records carry no PSNR/SSIM
+    store = RecordStore(out, confusion.PREDICTIONS_FILE)  # not records.jsonl: these records carry no PSNR/SSIM
     with store:
         for w in store.warnings:
             log(f"warning: {w}")
         (out / "classify.json").write_text(json.dumps(
             {"methods": methods, "types": list(data.types), "limit": args.limit, "include_clear": args.include_clear,
              "data": {"root": str(data.root), "fingerprint": data.fingerprint, "counts": data.counts},
-             "command": sys.argv}, indent=1))
+             "command": ["python", "-m", "harness.classify", *args.argv]}, indent=1))
         for name in methods:
-            todo = _todo(store, items, name, MODE, args.retry_failed)
+            todo = _todo(store, items, name, args.retry_failed)
             try:
                 opts = registry.MethodOptions(device=str(device), mode="auto", weights_dir=args.weights_dir,
                                               weights=args.weights)
@@ -154,9 +176,9 @@ def run(args: argparse.Namespace, log=print) -> int:
                 pbar.update(1)
             pbar.close()
         current = {p.key for p in items}
-        records = [r for r in store.records.values() if (r["type"], r["file"]) in current
-                   and r["method"] in methods and r["mode"] == MODE]
-    confusion.write_outputs(out, records, log=log)
+        records = [r for r in store if (r["type"], r["file"]) in current and r["method"] in methods
+                   and r["mode"] == MODE]
+        confusion.write_outputs(out, records, log=log)
     for line in confusion.summary_lines(confusion.confusions(records)):
         log(line)
     if len(failed_methods) == len(methods):
@@ -172,7 +194,10 @@ def run(args: argparse.Namespace, log=print) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return guarded_main(args, run, args.out / confusion.PREDICTIONS_FILE, what="classified image")
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    cli.setup_logging(args.quiet)
+    return cli.run_command(lambda: run(args), args.out / confusion.PREDICTIONS_FILE, args.imports,
+                           what="classified image")
 
 
 if __name__ == "__main__":

@@ -457,8 +457,10 @@ def write_outputs(out_dir: Path, records: Sequence[dict], log=print) -> dict[str
 
 
 def write_run_outputs(out_dir: Path, log=print) -> dict[str, Path]:
-    """The classifier outputs of a `harness.run` folder, from all of its records (as `harness.tables` does)."""
-    records, _ = read_records(Path(out_dir) / RECORDS_FILE)
+    """The classifier outputs of a `harness.run` folder, from the records its run.json selects (as the tables)."""
+    from harness import results
+
+    records, _ = results.load(Path(out_dir))
     return write_outputs(out_dir, records, log)
 
 

@@ -10,11 +10,15 @@ count (rounded to 1e-6, keys sorted, so an update diffs line by line), and recor
 from (``provenance``: git commit, package versions, data fingerprint, weights sha256, taken from the
 summary.json that `harness.run` writes).
 
-The gate calls `harness.run.main` on that slice into a fresh folder (a temporary one unless ``--out``),
-then compares per type: a PSNR drop of more than ``--tolerance-psnr`` dB (default 0.05) or an SSIM drop of
-more than ``--tolerance-ssim`` (default 0.001) fails, and so does a method, mode or type of the baseline
-that is no longer there (unregistered method, mode not offered, type folder gone, fewer images) or that
-fails (the method cannot be built, an image fails). Improvements are reported and pass.
+The gate calls `harness.evaluate` on that slice into a fresh folder (a temporary one unless ``--out``),
+printing its progress to stderr, then compares per type. The rule is two-sided, because the slice is
+deterministic (fixed data, fixed weights, seeded methods): a PSNR change of more than ``--tolerance-psnr``
+dB (default 0.05) or an SSIM change of more than ``--tolerance-ssim`` (default 0.001) fails either way — a
+drop is a REGRESSION, a rise is STALE (the baseline no longer describes the code: update it deliberately,
+in the same commit, with ``--update-baseline``). So does a method, mode or type of the baseline that is no
+longer there (unregistered method, mode not offered, type folder gone, fewer images), that fails (the method
+cannot be built, an image fails) or whose baseline or new value is not a finite number (NaN never passes).
+Input (the identity method) is evaluated once, whatever the modes.
 
 Exit status: 0 pass (or baseline written), 1 gate failed (or update refused: the run had failures),
 2 the gate could not run (no or unreadable baseline, bad arguments, bad data root).
@@ -23,9 +27,7 @@ Exit status: 0 pass (or baseline written), 1 gate failed (or update refused: the
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
-import io
 import json
 import math
 import shutil
@@ -39,6 +41,7 @@ from pathlib import Path
 from tabulate import tabulate
 
 from harness.cdd11 import TABLE1_ORDER, TYPES, parse_types
+from harness.results import INPUT_METHOD
 
 SCHEMA = 1
 DEFAULT_BASELINE = Path("reports/baseline.json")
@@ -120,11 +123,14 @@ def _import_plugins(modules: Sequence[str]) -> None:
             raise GateError(f"cannot import plugin module {m!r} named in the slice: {e}") from None
 
 
-def evaluate(slice_: dict, out_dir: Path) -> Evaluation:
-    """Run `harness.run.main` on the slice into `out_dir` (must hold no records) and collect per-type means."""
-    from harness import registry, run
+def evaluate(slice_: dict, out_dir: Path, progress: bool = True) -> Evaluation:
+    """Evaluate the slice with `harness.evaluate` into `out_dir` (must hold no records) and collect per-type
+    means of the selected records (Input once, whatever the modes)."""
+    from harness import registry
     from harness.data.cdd11 import DatasetError, scan
-    from harness.records import RECORDS_FILE, latest, read_records
+    from harness.evaluation import ConfigError, EvalConfig
+    from harness.evaluation import evaluate as run_evaluation
+    from harness.records import RECORDS_FILE
 
     _import_plugins(slice_.get("imports", []))
     missing: dict[tuple, str] = {}
@@ -148,24 +154,23 @@ def evaluate(slice_: dict, out_dir: Path) -> Evaluation:
         return Evaluation({}, {}, missing, 1, "nothing to run: no method or no type of the slice is available\n")
     if (Path(out_dir) / RECORDS_FILE).exists():
         raise GateError(f"{out_dir} already holds records; the gate needs a fresh folder")
-    argv = ["--data", str(root), "--out", str(out_dir), "--methods", ",".join(methods),
-            "--mode", ",".join(slice_["modes"]), "--types", ",".join(types), "--convention", slice_["convention"],
-            "--quiet"]
-    if slice_.get("limit"):
-        argv += ["--limit", str(slice_["limit"])]
-    for m in slice_.get("imports", []):
-        argv += ["--import", m]
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
-        rc = run.main(argv)
-    if rc == 2:
-        raise GateError(f"harness.run could not run the slice (exit 2):\n{buf.getvalue()}")
-    summary = json.loads((Path(out_dir) / "summary.json").read_text())
-    records = latest(read_records(Path(out_dir) / RECORDS_FILE)[0])
-    by: dict[tuple, list[dict]] = defaultdict(list)
-    for r in records:
-        by[(r["method"], r["mode"], r["type"])].append(r)
+    lines: list[str] = []
+
+    def log(msg: str) -> None:
+        lines.append(msg)
+        print(msg, file=sys.stderr, flush=True)
+
+    cfg = EvalConfig(methods=tuple(methods), modes=tuple(slice_["modes"]), data=root, out=Path(out_dir),
+                     types=tuple(types), limit=slice_.get("limit"), convention=slice_["convention"],
+                     progress=progress, workers=1)
+    try:
+        res = run_evaluation(cfg, log=log)
+    except (ConfigError, DatasetError, registry.UnknownMethodError) as e:
+        raise GateError(f"the slice cannot be evaluated: {e}") from None
     results: dict = defaultdict(lambda: defaultdict(dict))
+    by: dict[tuple, list[dict]] = defaultdict(list)
+    for r in res.records:
+        by[(r["method"], r["mode"], r["type"])].append(r)
     for (m, mode, t), recs in by.items():
         ok = [r for r in recs if r["status"] == "ok"]
         errors = [r["error"] for r in recs if r["status"] != "ok"]
@@ -175,10 +180,11 @@ def evaluate(slice_: dict, out_dir: Path) -> Evaluation:
             "ssim": _r(sum(r["ssim"] for r in ok) / len(ok)) if ok else None,
             "error": errors[0] if errors else None,
         }
-    for key, err in summary.get("methods_failed", {}).items():
+    for key, err in res.summary.get("methods_failed", {}).items():
         m, _, mode = key.partition("/")
         missing[(m, mode, None)] = f"cannot build: {err}"
-    return Evaluation({m: dict(v) for m, v in results.items()}, summary, missing, rc, buf.getvalue())
+    return Evaluation({m: dict(v) for m, v in results.items()}, res.summary, missing, res.exit_code,
+                      "\n".join(lines) + "\n")
 
 
 def provenance(summary: dict) -> dict:
@@ -212,12 +218,16 @@ class Row:
     psnr_now: float | None
     ssim_base: float | None
     ssim_now: float | None
-    status: str  # ok | improved | REGRESSION | MISSING | FAILED
+    status: str  # ok | REGRESSION | STALE | MISSING | FAILED
     detail: str = ""
 
     @property
     def failing(self) -> bool:
-        return self.status in ("REGRESSION", "MISSING", "FAILED")
+        return self.status in ("REGRESSION", "STALE", "MISSING", "FAILED")
+
+
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(v)
 
 
 def _missing_reason(missing: dict, m: str, mode: str, t: str) -> str | None:
@@ -238,6 +248,8 @@ def compare(base: dict, ev: Evaluation, tol_psnr: float = TOL_PSNR, tol_ssim: fl
                 row = Row(m, mode, t, str(b["n"]), b["psnr"], None, b["ssim"], None, "ok")
                 reason = _missing_reason(ev.missing, m, mode, t)
                 now = ev.results.get(m, {}).get(mode, {}).get(t)
+                if now is None and m == INPUT_METHOD:  # Input is evaluated once, in the slice's first mode
+                    now = next((v[t] for v in ev.results.get(m, {}).values() if t in v), None)
                 if now is None:
                     row.status = "FAILED" if reason and reason.startswith("cannot build") else "MISSING"
                     row.detail = reason or f"no result for {m} ({mode}) on {t} (mode not offered any more?)"
@@ -250,6 +262,10 @@ def compare(base: dict, ev: Evaluation, tol_psnr: float = TOL_PSNR, tol_ssim: fl
                     row.status, row.detail = "FAILED", f"{now['failed']} image(s) failed: {now['error']}"
                 elif now["n"] < b["n"]:
                     row.status, row.detail = "MISSING", f"{b['n'] - now['n']} image(s) fewer than in the baseline"
+                elif not all(_finite(v) for v in (b["psnr"], b["ssim"], now["psnr"], now["ssim"])):
+                    row.status = "FAILED"
+                    row.detail = (f"not a finite number: baseline PSNR/SSIM {b['psnr']}/{b['ssim']}, "
+                                  f"now {now['psnr']}/{now['ssim']}")
                 else:
                     dp, ds = now["psnr"] - b["psnr"], now["ssim"] - b["ssim"]
                     worse = []
@@ -257,10 +273,17 @@ def compare(base: dict, ev: Evaluation, tol_psnr: float = TOL_PSNR, tol_ssim: fl
                         worse.append(f"PSNR {dp:+.3f} dB (tolerance {tol_psnr:g})")
                     if ds < -tol_ssim - _EPS:
                         worse.append(f"SSIM {ds:+.4f} (tolerance {tol_ssim:g})")
+                    better = []
+                    if dp > tol_psnr + _EPS:
+                        better.append(f"PSNR {dp:+.3f} dB")
+                    if ds > tol_ssim + _EPS:
+                        better.append(f"SSIM {ds:+.4f}")
                     if worse:
                         row.status, row.detail = "REGRESSION", "; ".join(worse)
-                    elif dp > tol_psnr + _EPS or ds > tol_ssim + _EPS:
-                        row.status = "improved"
+                    elif better:
+                        row.status = "STALE"
+                        row.detail = ("; ".join(better) + ": better than the baseline, which no longer describes "
+                                      "the code: update it deliberately (--update-baseline)")
                 rows.append(row)
     return rows
 
@@ -355,6 +378,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(args) -> int:
+    for name in ("tolerance_psnr", "tolerance_ssim"):
+        v = getattr(args, name)
+        if not (isinstance(v, float) and math.isfinite(v) and v >= 0):
+            raise GateError(f"--{name.replace('_', '-')} must be a finite number ≥ 0, got {v}")
     old = load_baseline(args.baseline) if (args.baseline.exists() or not args.update_baseline) else None
     if args.update_baseline:
         slice_ = _slice_from_args(args, old["slice"] if old else None)
@@ -387,12 +414,12 @@ def _main(args) -> int:
     notes = provenance_notes(old.get("provenance", {}), provenance(ev.summary), commit=bool(failing))
     for note in notes if ev.summary else []:
         print("note: " + note)
-    improved = [r for r in rows if r.status == "improved"]
     if failing:
         counts = defaultdict(int)
         for r in failing:
             counts[r.status] += 1
-        words = {"REGRESSION": "regression(s)", "MISSING": "missing", "FAILED": "failed"}
+        words = {"REGRESSION": "regression(s)", "STALE": "stale (better than the baseline)", "MISSING": "missing",
+                 "FAILED": "failed"}
         what = ", ".join(f"{n} {words[s]}" for s, n in sorted(counts.items()))
         print(f"gate FAILED: {what} "
               f"(tolerance: PSNR {args.tolerance_psnr:g} dB, SSIM {args.tolerance_ssim:g})")
@@ -401,9 +428,7 @@ def _main(args) -> int:
         if ev.log.strip() and any(r.status != "REGRESSION" for r in failing):
             print("\nharness.run output:\n" + ev.log.rstrip())
         return 1
-    print(f"gate passed: {len(rows)} method/type result(s) within tolerance"
-          + (f", {len(improved)} improved (update the baseline to lock them in: --update-baseline)"
-             if improved else ""))
+    print(f"gate passed: {len(rows)} method/type result(s) within tolerance")
     return 0
 
 

@@ -28,7 +28,6 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from harness.cdd11 import CLEAR, ROMAN, SHORT_NAMES, TABLE1_ORDER, parse_types
-from harness.records import RECORDS_FILE, latest, read_records
 
 BACKGROUND = (255, 255, 255)
 TEXT = (0, 0, 0)
@@ -119,7 +118,7 @@ def _read_rgb(path: Path) -> Image.Image:
 def plan(run_dir: Path, per_type: int = 1, types: Sequence[str] | None = None, methods: Sequence[str] | None = None,
          data: Path | None = None) -> tuple[Path, list[Column], list[tuple[str, str]], dict]:
     """Decide the columns and the (type, file) rows. Returns (data root, columns, rows, records by key)."""
-    from harness.tables import method_labels
+    from harness import results
 
     run_dir = Path(run_dir)
     run_json = run_dir / "run.json"
@@ -132,8 +131,8 @@ def plan(run_dir: Path, per_type: int = 1, types: Sequence[str] | None = None, m
     images = run_dir / "images"
     if not images.is_dir():
         raise GridError(f"{images} not found: run harness.run with --save-images to keep the restored images")
-    records = latest(read_records(run_dir / RECORDS_FILE)[0])
-    labels = method_labels(records)
+    records, _ = results.load(run_dir)
+    labels = results.method_labels(records)
     by_key = {(r["method"], r["mode"], r["type"], r["file"]): r for r in records}
     run_methods = [m for m in info.get("methods", []) if m != "identity"]
     if methods is not None:

@@ -65,12 +65,21 @@ def read_records(path: Path, repair: bool = False) -> tuple[list[dict], list[str
     return records, warnings
 
 
-class RecordStore:
-    """The records of one output folder, opened for appending under an exclusive lock."""
+STALE_FILE = "records.stale.jsonl"
 
-    def __init__(self, out_dir: Path):
+
+class RecordStore:
+    """The records of one output folder, opened for appending under an exclusive lock held until `__exit__`.
+
+    Interface: `append(rec)`, iteration over the current records, `get(key)`, `move_aside(records)` (to
+    records.stale.jsonl, e.g. when the weights or the data changed) and `select(selection)`
+    (`harness.results.select`). Nothing outside this class touches the file or its handle.
+    """
+
+    def __init__(self, out_dir: Path, filename: str = RECORDS_FILE):
         self.out_dir = Path(out_dir)
-        self.path = self.out_dir / RECORDS_FILE
+        self.path = self.out_dir / filename
+        self.stale_path = self.out_dir / STALE_FILE
         self._lock_file = None
         self._fh = None
         self.records: dict[tuple, dict] = {}
@@ -105,6 +114,34 @@ class RecordStore:
         self._fh.write(dumps(rec) + "\n")
         self._fh.flush()
         self.records[record_key(rec)] = rec
+
+    def __iter__(self):
+        return iter(list(self.records.values()))
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def get(self, key: tuple[str, str, str, str]) -> dict | None:
+        return self.records.get(key)
+
+    def select(self, selection=None) -> list[dict]:
+        from harness.results import select
+
+        return select(self.records.values(), selection)
+
+    def move_aside(self, stale: Iterable[dict]) -> None:
+        """Move records out of the folder's results into records.stale.jsonl (kept for reference, never read)."""
+        stale_keys = {record_key(r) for r in stale}
+        moved = [r for k, r in self.records.items() if k in stale_keys]
+        keep = [r for k, r in self.records.items() if k not in stale_keys]
+        with open(self.stale_path, "a", encoding="utf-8") as f:
+            f.writelines(dumps(r) + "\n" for r in moved)
+        tmp = self.path.with_name(RECORDS_FILE + ".tmp")
+        tmp.write_text("".join(dumps(r) + "\n" for r in keep), encoding="utf-8")
+        self._fh.close()
+        os.replace(tmp, self.path)
+        self._fh = open(self.path, "a", encoding="utf-8")
+        self.records = {record_key(r): r for r in keep}
 
     def __exit__(self, *exc) -> None:
         if self._fh is not None:

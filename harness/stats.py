@@ -22,50 +22,25 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 from tabulate import tabulate
 
+from harness import results
 from harness.cdd11 import ROMAN, SHORT_NAMES, TABLE1_ORDER
-from harness.records import RECORDS_FILE, latest, read_records
+from harness.results import AVG, METRICS, Scores, common_types
 
 DEFAULT_RESAMPLES = 2000
 MIN_RESAMPLES = 1000
 DEFAULT_SEED = 20240611
 DEFAULT_LEVEL = 0.95
-METRICS = ("psnr", "ssim")
-
-#: {label: {type: {file: value}}} for one metric, ok records only.
-Scores = dict[str, dict[str, dict[str, float]]]
 
 
 def scores(records: Iterable[dict], metric: str = "psnr") -> Scores:
-    """Per-image values of `metric` by table column label and type (latest record per image, ok only)."""
-    from harness.tables import column_order, method_labels
-
-    if metric not in METRICS:
-        raise ValueError(f"unknown metric {metric!r}; use one of {', '.join(METRICS)}")
-    recs = sorted(latest(records), key=column_order)
-    labels = method_labels(recs)
-    out: Scores = defaultdict(lambda: defaultdict(dict))
-    for r in recs:
-        label = labels[(r["method"], r["mode"])]
-        if r["status"] == "ok" and r.get(metric) is not None:
-            out[label][r["type"]][r["file"]] = float(r[metric])
-        else:
-            out[label].setdefault(r["type"], {})  # the type exists for this method, with no ok image
-    return {k: dict(v) for k, v in out.items()}
-
-
-def common_types(sc: Scores, labels: Sequence[str] | None = None) -> list[str]:
-    """Types (Table I order) that every one of `labels` (default: all) has, as the tables' Avg row uses."""
-    labels = list(sc) if labels is None else list(labels)
-    have = [set(sc[lb]) for lb in labels]
-    common = set.intersection(*have) if have else set()
-    return [t for t in TABLE1_ORDER if t in common]
+    """Per-image values of `metric` by table column label and type (`results.select`, then ok records only)."""
+    return results.per_image(results.select(records), metric)
 
 
 def _check(n_resamples: int, level: float) -> None:
@@ -201,8 +176,6 @@ def not_significant_vs_best(records: Iterable[dict], columns: Sequence[str] | No
     on the average over the types every column has). A column is listed when the interval of the
     difference contains 0 and a verdict is possible (≥ 2 paired images per type).
     """
-    from harness.tables import AVG
-
     sc = scores(records, metric)
     if columns is None:
         columns = [c for c in sc if not c.startswith("Input")]
@@ -287,11 +260,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--per-type", action="store_true", help="also print pairwise differences per type")
     p.add_argument("--write", type=Path, default=None, help="also write the Markdown to this file")
     args = p.parse_args(argv)
-    records, warnings = read_records(args.run_dir / RECORDS_FILE)
+    records, warnings = results.load(args.run_dir)
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
     if not records:
-        print(f"error: no records in {args.run_dir / RECORDS_FILE}", file=sys.stderr)
+        print(f"error: no records in {args.run_dir / 'records.jsonl'}", file=sys.stderr)
         return 2
     try:
         result = analyse(records, args.metric, n_resamples=args.resamples, seed=args.seed, level=args.level,

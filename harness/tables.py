@@ -22,70 +22,12 @@ from pathlib import Path
 import numpy as np
 from tabulate import tabulate
 
+from harness import results
 from harness.cdd11 import ROMAN, SHORT_NAMES, TABLE1_ORDER
-from harness.records import RECORDS_FILE, latest, read_records
+from harness.records import RECORDS_FILE
+from harness.results import AVG, DEMO_MARK, aggregate, method_labels
 
-DEMO_MARK = "†"
 SIG_MARK = "‡"
-AVG = "average"
-
-
-def method_labels(records: list[dict]) -> dict[tuple[str, str], str]:
-    """(method, mode) → column label: the method name, '(mode)' when it ran in several, † for demo weights."""
-    modes: dict[str, set[str]] = defaultdict(set)
-    demo: dict[str, bool] = {}
-    for r in records:
-        modes[r["method"]].add(r["mode"])
-        demo[r["method"]] = demo.get(r["method"], False) or r.get("weights") == "demo"
-    labels = {}
-    for r in records:
-        m, mode = r["method"], r["mode"]
-        name = "Input" if m == "identity" else m
-        if len(modes[m]) > 1 and m != "identity":
-            name += f" ({mode})"
-        labels[(m, mode)] = name + (DEMO_MARK if demo[m] else "")
-    return labels
-
-
-def column_order(record: dict) -> tuple:
-    """Columns: Input first, then methods by name, each in auto, text order — not the order records were
-    written in, which a resumed run changes."""
-    mode = record["mode"]
-    return record["method"] != "identity", record["method"], {"auto": 0, "text": 1}.get(mode, 2), mode
-
-
-def aggregate(records: list[dict]) -> dict[str, dict]:
-    """{label: {type: {n, failed, psnr, ssim}, 'average': {...}}} with the published aggregation order;
-    columns in `column_order`."""
-    records = sorted(latest(records), key=column_order)
-    labels = method_labels(records)
-    by: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
-    for r in records:
-        by[labels[(r["method"], r["mode"])]][r["type"]].append(r)
-    common = None
-    for per_type in by.values():
-        common = set(per_type) if common is None else common & set(per_type)
-    out: dict[str, dict] = {}
-    for label, per_type in by.items():
-        res: dict[str, dict] = {}
-        for t, recs in per_type.items():
-            ok = [r for r in recs if r["status"] == "ok"]
-            res[t] = {
-                "n": len(ok),
-                "failed": len(recs) - len(ok),
-                "psnr": float(np.mean([r["psnr"] for r in ok])) if ok else math.nan,
-                "ssim": float(np.mean([r["ssim"] for r in ok])) if ok else math.nan,
-            }
-        types = [t for t in TABLE1_ORDER if t in (common or set())]
-        res[AVG] = {
-            "n": sum(res[t]["n"] for t in types),
-            "failed": sum(v["failed"] for v in res.values()),
-            "types": len(types),
-            "psnr": float(np.mean([res[t]["psnr"] for t in types])) if types else math.nan,
-            "ssim": float(np.mean([res[t]["ssim"] for t in types])) if types else math.nan,
-        }
-        out[label] = res
-    return out
 
 
 def _rank_marks(values: dict[str, float], digits: int) -> dict[str, str]:
@@ -241,8 +183,8 @@ def load_published() -> dict[tuple[str, str], dict[str, tuple[float, float]]]:
 
 
 def render_published(records: list[dict], digits: int = 2) -> str:
-    """Measured vs published PSNR/SSIM per type for every method that has published numbers."""
-    records = latest(records)
+    """Measured vs published PSNR/SSIM per type for every method that has published numbers (records as
+    `results.select` gives them)."""
     published = load_published()
     labels = method_labels(records)
     agg = aggregate(records)
@@ -270,13 +212,16 @@ def render_published(records: list[dict], digits: int = 2) -> str:
                                    "SSIM (published)", "Δ"], tablefmt="github", disable_numparse=True) + "\n"
 
 
-def write_tables(out_dir: Path, published: bool = False, significance: bool = False) -> dict[str, Path]:
+def write_tables(out_dir: Path, published: bool = False, significance: bool = False,
+                 records: list[dict] | None = None) -> dict[str, Path]:
     """Render every table of a run folder from its records; returns the written paths.
 
+    `records`: already selected records (default: those the folder's run.json selects, `results.load`).
     `significance`: mark (‡) the PSNR of methods not significantly different from each row's best.
     """
     out_dir = Path(out_dir)
-    records, _ = read_records(out_dir / RECORDS_FILE)
+    if records is None:
+        records, _ = results.load(out_dir)
     if not records:
         raise FileNotFoundError(f"no records in {out_dir / RECORDS_FILE}")
     agg = aggregate(records)

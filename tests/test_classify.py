@@ -131,9 +131,9 @@ def test_types_limit_and_missing_clear_partner(stamped, tmp_path):
 def test_method_without_classifier_is_a_clear_error(stamped, tmp_path, capsys):
     out = tmp_path / "cls"
     assert _classify(stamped, out, "--methods", "test-nocls", "--types", "haze") == 2
-    assert "method 'test-nocls' has no `.classifier`" in capsys.readouterr().out
+    assert "method 'test-nocls' has no `.classifier`" in capsys.readouterr().err
     assert _classify(stamped, out, "--methods", "identity,test-cls", "--types", "haze") == 1
-    assert "method 'identity' has no `.classifier`" in capsys.readouterr().out
+    assert "method 'identity' has no `.classifier`" in capsys.readouterr().err
     assert (out / "confusion_test-cls.md").is_file() and not (out / "confusion_identity.md").exists()
     assert _classify(stamped, out, "--methods", "nope") == 2
     assert "unknown method 'nope'" in capsys.readouterr().err

@@ -110,15 +110,15 @@ def test_regression_fails_with_a_readable_table(env, capsys, monkeypatch):
     assert _gate(baseline, "--tolerance-psnr", "100", "--tolerance-ssim", "1") == 0
 
 
-def test_improvement_passes_and_update_rewrites(env, capsys, monkeypatch):
+def test_improvement_is_stale_and_update_rewrites(env, capsys, monkeypatch):
     data, baseline = env
     assert _update(data, baseline) == 0
     before = json.loads(baseline.read_text())
     capsys.readouterr()
     monkeypatch.setenv("GATE_TEST_SCALE", "0.97")
-    assert _gate(baseline) == 0
+    assert _gate(baseline) == 1  # two-sided: a rise beyond tolerance means the baseline is stale
     out = capsys.readouterr().out
-    assert _row(out, "test-gate-scaled", "rain")[-2] == "improved" and "3 improved" in out
+    assert _row(out, "test-gate-scaled", "rain")[-2] == "STALE" and "--update-baseline" in out
     assert gates.main(["--baseline", str(baseline), "--update-baseline"]) == 0  # slice taken from the baseline
     after = json.loads(baseline.read_text())
     assert after["slice"] == before["slice"]
@@ -217,8 +217,23 @@ def test_tolerance_edges():
     base = {"results": {"m": {"text": {"haze": {"n": 2, "psnr": 30.0, "ssim": 0.9}}}}}
     status = [gates.compare(base, _ev(p, s))[0].status for p, s in
               [(29.95, 0.9), (29.949999, 0.9), (30.0, 0.899), (30.0, 0.898999), (30.051, 0.9), (30.0, 0.9)]]
-    assert status == ["ok", "REGRESSION", "ok", "REGRESSION", "improved", "ok"]
+    assert status == ["ok", "REGRESSION", "ok", "REGRESSION", "STALE", "ok"]
     assert [r.status for r in gates.compare(base, _ev(29.9, 0.9), tol_psnr=0.2)] == ["ok"]
+
+
+def test_nan_never_passes():
+    base = {"results": {"m": {"text": {"haze": {"n": 2, "psnr": float("nan"), "ssim": 0.9}}}}}
+    assert gates.compare(base, _ev(30.0, 0.9))[0].status == "FAILED"
+    good = {"results": {"m": {"text": {"haze": {"n": 2, "psnr": 30.0, "ssim": 0.9}}}}}
+    assert gates.compare(good, _ev(float("nan"), 0.9))[0].status == "FAILED"
+
+
+def test_nan_tolerance_is_refused(env, capsys):
+    data, baseline = env
+    assert _update(data, baseline) == 0
+    capsys.readouterr()
+    assert _gate(baseline, "--tolerance-psnr", "nan") == 2
+    assert "finite number" in capsys.readouterr().err
 
 
 def test_mini_data_spec(monkeypatch, tmp_path):

@@ -141,7 +141,7 @@ def test_changed_weights_are_evaluated_again_on_resume(layout, tmp_path, monkeyp
 
     weights.write_text("0.8")
     assert _run(layout, out, *args) == 0
-    assert "the weights of test-weighted changed" in capsys.readouterr().out
+    assert "the weights of test-weighted changed" in capsys.readouterr().err
     after = {(r["method"], r["type"]): r for r in read_records(out / "records.jsonl")[0]}
     assert len(after) == len(first)
     for key, r in after.items():
@@ -162,7 +162,7 @@ def test_records_without_a_weights_fingerprint_are_evaluated_again(layout, tmp_p
     (out / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     capsys.readouterr()
     assert _run(layout, out, *args) == 0
-    assert "(not recorded -> " in capsys.readouterr().out
+    assert "(not recorded -> " in capsys.readouterr().err
     after = read_records(out / "records.jsonl")[0]
     assert all(r.get("weights_sha") for r in after if r["method"] == "test-weighted")
     assert all("weights_sha" not in r for r in after if r["method"] == "identity")  # no weights: kept as is
@@ -257,8 +257,9 @@ def test_ctrl_c_saves_and_second_writer_is_refused(tmp_path):
 
 def test_method_that_cannot_be_built_is_reported_not_a_crash(layout, tmp_path, capsys):
     rc = _run(layout, tmp_path / "o", "--methods", "promptir", "--weights-dir", str(tmp_path / "nothing-here"))
-    assert rc == 1
-    text = capsys.readouterr().out
+    assert rc == 2  # nothing ran (README: exit 2), and the log does not also claim tables were written
+    text = capsys.readouterr().err
     assert "cannot build promptir" in text and "model.ckpt" in text and "no tables written" in text
+    assert "wrote" not in text
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert "promptir/auto" in summary["methods_failed"]

@@ -1,0 +1,620 @@
+"""`harness.evaluate` (defined here): the one evaluation path, as a function a notebook can call.
+
+    import harness
+    res = harness.evaluate(methods=["identity", "onerestore"], modes=["text"], limit=2)
+    res.table            # per-type PSNR/SSIM, one row per (column, type), as a pandas DataFrame
+    res.records          # one row per scored image
+
+`methods` holds registered method names, ``outputs:NAME=DIR`` folders of already restored images
+(`harness.outputs`), or `Restorer` objects. With `out` the run writes records (appended as produced, so a
+re-run resumes), run.json, summary.json and the tables there, holding the folder's lock until the last file
+is written; without it, the same files go to a temporary folder that is removed afterwards.
+
+Data flows one way: reader → method → clamp + 8-bit quantise → metrics → per-image records →
+`harness.results` (select, aggregate) → summary and tables. `python -m harness.run` and the gate are thin
+layers over `evaluate`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from harness import metrics, registry, results
+from harness.cdd11 import TYPES
+from harness.data.cdd11 import LoadedPair, Pair, Scan, iter_loaded, scan
+from harness.protocol import AutoRestorer, DegradationClassifier, Restorer
+from harness.provenance import environment
+from harness.records import RecordStore
+from harness.weights import WeightsError, sha256_file
+
+#: --quick: this many images per type (every type present); about 2 minutes for the README's first command.
+QUICK_LIMIT = 2
+MODES = ("auto", "text")
+DEVICES = ("cpu", "cuda", "cuda:N")
+
+
+class ConfigError(ValueError):
+    """An argument of `evaluate` (or of the command line) that cannot be used; nothing has run."""
+
+
+@dataclass
+class EvalConfig:
+    """Everything `evaluate` needs; every field has the command line's default."""
+
+    methods: Sequence[str | Restorer] = ("identity",)
+    modes: Sequence[str] = ("auto",)
+    data: Path | None = None  # CDD-11 layout root; None = the embedded cdd11-mini test split
+    out: Path | None = None  # output folder; None = a temporary one (results returned, files discarded)
+    types: Sequence[str] | None = None
+    limit: int | None = None  # at most N images per type (first N names)
+    quick: bool = False  # QUICK_LIMIT images per type unless `limit` says otherwise
+    device: str = "cpu"
+    threads: int | None = None
+    workers: int = 2  # image-decoding threads (0 = decode inline)
+    weights_dir: Path | None = None
+    weights: Path | None = None
+    random_weights: bool = False
+    method_args: Mapping[str, str] = field(default_factory=dict)
+    convention: str = "cdd11"
+    save_images: bool = False
+    retry_failed: bool = False
+    published: bool = False
+    significance: bool = False
+    timing: bool = False
+    progress: bool = True
+    command: Sequence[str] | None = None  # the command line, when called from one (provenance)
+
+    def validate(self) -> EvalConfig:
+        """Check every argument before any work; returns a normalised copy (tuples, Paths)."""
+        methods = self.methods
+        if isinstance(methods, (str, Restorer)):
+            methods = [methods]
+        methods = list(methods)
+        if not methods:
+            raise ConfigError("no method given; try methods=['identity'] (--methods identity)")
+        for m in methods:
+            if isinstance(m, str):
+                if m.startswith("outputs:"):
+                    from harness.outputs import parse_outputs_spec
+
+                    parse_outputs_spec(m)
+                else:
+                    registry.get_spec(m)  # unknown names raise with a suggestion
+            elif not isinstance(m, Restorer):
+                raise ConfigError(f"methods must be names or Restorer objects, got {type(m).__name__}")
+        modes = [self.modes] if isinstance(self.modes, str) else list(self.modes)
+        modes = [m.strip() for part in modes for m in part.split(",") if m.strip()]
+        if not modes:
+            raise ConfigError("no mode given; use auto, text or auto,text")
+        for m in modes:
+            if m not in MODES:
+                raise ConfigError(f"unknown mode {m!r}; use auto, text or auto,text")
+        modes = list(dict.fromkeys(modes))
+        types = None
+        if self.types is not None:
+            types = [self.types] if isinstance(self.types, str) else list(self.types)
+            types = [t.strip() for part in types for t in part.split(",") if t.strip()]
+            bad = [t for t in types if t not in TYPES]
+            if bad or not types:
+                raise ConfigError(f"unknown type(s) {', '.join(bad) or '(none)'}; valid: {', '.join(TYPES)}")
+        if self.limit is not None and (not isinstance(self.limit, int) or self.limit < 1):
+            raise ConfigError(f"limit must be a whole number of at least 1, got {self.limit!r}")
+        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
+            raise ConfigError(f"threads must be at least 1, got {self.threads!r}")
+        if not isinstance(self.workers, int) or self.workers < 0:
+            raise ConfigError(f"workers must be 0 (decode inline) or more, got {self.workers!r}")
+        if self.convention not in metrics.CONVENTIONS:
+            raise ConfigError(f"unknown convention {self.convention!r}; use {', '.join(sorted(metrics.CONVENTIONS))}")
+        check_device(self.device)
+        if self.weights is not None and sum(isinstance(m, str) and not m.startswith("outputs:") for m in methods) > 1:
+            raise ConfigError("weights names one checkpoint file: use it with a single method (or weights_dir)")
+        limit = self.limit if self.limit is not None else (QUICK_LIMIT if self.quick else None)
+        return replace(self, methods=tuple(methods), modes=tuple(modes), types=tuple(types) if types else None,
+                       limit=limit, data=Path(self.data) if self.data is not None else None,
+                       out=Path(self.out) if self.out is not None else None)
+
+
+def check_device(device: str) -> torch.device:
+    try:
+        d = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"unknown device {device!r}; use one of {', '.join(DEVICES)}") from None
+    if d.type not in ("cpu", "cuda"):
+        raise ConfigError(f"unsupported device {device!r}; use one of {', '.join(DEVICES)}")
+    return d
+
+
+@dataclass
+class Results:
+    """What `evaluate` returns: the selected records and the per-type table as DataFrames, the summary."""
+
+    records: list[dict]
+    summary: dict
+    out: Path | None
+    exit_code: int
+
+    @property
+    def table(self):
+        """Long form: column, type (Table I order, then 'average'), n, failed, psnr, ssim."""
+        import pandas as pd
+
+        rows = [{"column": label, "type": t, **{k: v.get(k) for k in ("n", "failed", "psnr", "ssim")}}
+                for label, per in results.aggregate(self.records).items() for t, v in per.items()]
+        return pd.DataFrame(rows, columns=["column", "type", "n", "failed", "psnr", "ssim"])
+
+    @property
+    def records_frame(self):
+        import pandas as pd
+
+        return pd.DataFrame(self.records)
+
+    def psnr(self):
+        """PSNR pivot: rows = types + average, columns = methods."""
+        return self.table.pivot(index="type", columns="column", values="psnr")
+
+
+# ------------------------------------------------------------------------------------------ methods
+
+
+@dataclass
+class MethodRun:
+    """One column-to-be: how to produce restored images for (method, mode)."""
+
+    name: str
+    mode: str
+    weights: str
+    weights_files: dict[str, str]  # path -> sha256
+    produce: Callable[[LoadedPair], tuple[torch.Tensor | np.ndarray, str | None, list[str]]]
+    digest: str | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def weights_digest(files_sha: Mapping[str, str]) -> str | None:
+    """One short fingerprint of a method's weights files (None for a method without weights files)."""
+    if not files_sha:
+        return None
+    return hashlib.sha256("\n".join(sorted(files_sha.values())).encode()).hexdigest()[:16]
+
+
+def _to_tensor(a: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(a).permute(2, 0, 1).unsqueeze(0).to(device=device, dtype=torch.float32) / 255.0
+
+
+def model_producer(restorer, mode: str, device: torch.device):
+    """Restore one loaded pair with a `Restorer` in `mode`; whole image first, overlapping tiles on OOM."""
+
+    def forward(x: torch.Tensor, true_type: str) -> tuple[torch.Tensor, str | None]:
+        with torch.inference_mode():
+            if mode == "text":
+                return restorer.restore(x, [true_type]), None
+            if isinstance(restorer, AutoRestorer):
+                out, pred = restorer.restore_auto(x)
+                return out, pred[0]
+            clf = getattr(restorer, "classifier", None)  # a classifier that does not drive restore_auto
+            if isinstance(clf, DegradationClassifier):
+                return restorer.restore(x, None), clf.classify(x)[0]
+            return restorer.restore(x, None), None
+
+    def produce(lp: LoadedPair):
+        from harness.tiling import restore_with_fallback
+
+        x = _to_tensor(lp.degraded, device)
+        pred: list[str | None] = [None]
+        whole = [True]
+
+        def fn(images: torch.Tensor) -> torch.Tensor:
+            if whole[0] or mode == "text":
+                out, pred[0] = forward(images, lp.pair.type)
+                whole[0] = False
+                return out
+            clf = getattr(restorer, "classifier", None)  # tiles of a blind run: classify the whole image once
+            if pred[0] is None and isinstance(clf, DegradationClassifier):
+                with torch.inference_mode():
+                    pred[0] = clf.classify(x)[0]
+            with torch.inference_mode():
+                return restorer.restore(images, [pred[0]] if pred[0] else None)
+
+        out, info = restore_with_fallback(fn, x)
+        notes = [f"out of memory ({info.reason}): restored in {info.tiles} overlapping {info.tile}x{info.tile} "
+                 f"tiles, overlap {info.overlap}, {info.blend} blend"] if info.tiled else []
+        if not isinstance(out, torch.Tensor) or tuple(out.shape) != tuple(x.shape):
+            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ValueError(f"output shape {shape} differs from the input {tuple(x.shape)}")
+        bad = (~torch.isfinite(out)).sum().item()
+        if bad:
+            raise ValueError(f"output has {bad} NaN/Inf value(s)")
+        return out.cpu(), pred[0], notes
+
+    return produce
+
+
+def build_method_runs(cfg: EvalConfig, device: torch.device, log) -> tuple[list[MethodRun], dict[str, str]]:
+    """Build every (method, mode) of the config; a method that cannot be built is reported, not fatal."""
+    from harness.outputs import OutputsMethod, parse_outputs_spec
+
+    runs: list[MethodRun] = []
+    failed: dict[str, str] = {}
+    for m in cfg.methods:
+        if isinstance(m, str) and m.startswith("outputs:"):
+            name, folder = parse_outputs_spec(m)
+            om = OutputsMethod(name, folder)
+            runs.append(MethodRun(name, cfg.modes[0], "released outputs", {}, om.produce, extra={"outputs": om}))
+            continue
+        if not isinstance(m, str):
+            name = getattr(m, "name", type(m).__name__)
+            for mode in cfg.modes:
+                runs.append(MethodRun(name, mode, getattr(m, "weights_label", "object"), {},
+                                      model_producer(m, mode, device)))
+            continue
+        spec = registry.get_spec(m)
+        modes = cfg.modes if m != results.INPUT_METHOD else cfg.modes[:1]  # Input does not depend on the mode
+        for mode in modes:
+            if mode not in spec.modes:
+                log(f"note: {m} has no {mode!r} mode (modes: {', '.join(spec.modes)}); skipped")
+                continue
+            try:
+                torch.manual_seed(0)
+                opts = registry.MethodOptions(device=str(device), mode=mode, weights_dir=cfg.weights_dir,
+                                              weights=cfg.weights, random_weights=cfg.random_weights,
+                                              method_args=dict(cfg.method_args))
+                restorer = registry.create_restorer(m, opts)
+                if hasattr(restorer, "to"):
+                    restorer = restorer.to(device) or restorer
+                files = {str(f): sha256_file(Path(f)) for f in _weights_files(restorer)}
+            except (WeightsError, OSError, RuntimeError, ValueError, ImportError, KeyError, TypeError) as e:
+                failed[f"{m}/{mode}"] = f"{type(e).__name__}: {e}" if not isinstance(e, WeightsError) else str(e)
+                log(f"error: cannot build {m} ({mode}): {failed[f'{m}/{mode}']}")
+                continue
+            run = MethodRun(m, mode, getattr(restorer, "weights_label", "none"), files,
+                            model_producer(restorer, mode, device))
+            run.digest = weights_digest(files)
+            runs.append(run)
+    return runs, failed
+
+
+def _weights_files(restorer) -> list[Path]:
+    """Every file the restorer's weights come from, its classifier's included."""
+    files = [Path(f) for f in getattr(restorer, "weights_files", [])]
+    clf = getattr(restorer, "classifier", None)
+    for f in getattr(clf, "weights_files", []) if clf is not None else []:
+        if Path(f) not in files:
+            files.append(Path(f))
+    return files
+
+
+# ------------------------------------------------------------------------------------------ scoring
+
+
+def _error_text(e: BaseException, p: Pair) -> str:
+    """One line naming the input file, the exception and where it was raised."""
+    last = traceback.extract_tb(e.__traceback__)[-1] if e.__traceback__ else None
+    where = f" (at {Path(last.filename).name}:{last.lineno})" if last else ""
+    return f"{p.degraded}: {type(e).__name__}: {e}{where}"
+
+
+def score_one(run: MethodRun, lp: LoadedPair, convention: str) -> tuple[dict, torch.Tensor | np.ndarray | None]:
+    """The record of one image (never raises) and the restored image to save (None when failed)."""
+    p = lp.pair
+    base = {"method": run.name, "mode": run.mode, "weights": run.weights, "weights_sha": run.digest,
+            "type": p.type, "file": p.name, "pair_sha": lp.sha, "convention": convention,
+            "notes": list(lp.notes), "predicted": None, "psnr": None, "ssim": None}
+    t0 = time.perf_counter()
+    if lp.error:
+        return {**base, "status": "failed", "error": lp.error, "seconds": 0.0}, None
+    try:
+        out, pred, notes = run.produce(lp)
+        base["predicted"] = pred
+        base["notes"] = base["notes"] + notes
+        gt = torch.from_numpy(lp.clear).permute(2, 0, 1).unsqueeze(0)  # uint8: exact integer scoring
+        ps, ss = metrics.score(gt, out, convention)
+    except Exception as e:  # noqa: BLE001 - one bad image must not end the run
+        return {**base, "status": "failed", "error": _error_text(e, p),
+                "seconds": round(time.perf_counter() - t0, 4)}, None
+    return {**base, "status": "ok", "error": None, "psnr": float(ps[0]), "ssim": float(ss[0]),
+            "seconds": round(time.perf_counter() - t0, 4)}, out
+
+
+def saved_image_name(pair: Pair, same_stem: bool) -> str:
+    """File name of a saved restored image: STEM.png, or NAME.png (e.g. a.jpg.png) when two inputs of the type
+    folder share the stem, so neither overwrites the other."""
+    return (pair.name if same_stem else Path(pair.name).stem) + ".png"
+
+
+def _stem_clashes(pairs: Sequence[Pair]) -> set[tuple[str, str]]:
+    seen: dict[tuple[str, str], int] = {}
+    for p in pairs:
+        k = (p.type, Path(p.name).stem)
+        seen[k] = seen.get(k, 0) + 1
+    return {k for k, n in seen.items() if n > 1}
+
+
+def save_image(images_dir: Path, run: MethodRun, pair: Pair, out, clash: bool) -> None:
+    from PIL import Image
+
+    d = images_dir / f"{run.name}-{run.mode}" / pair.type
+    d.mkdir(parents=True, exist_ok=True)
+    arr = metrics.to_uint8(out)[0] if isinstance(out, torch.Tensor) else np.asarray(out)
+    target = d / saved_image_name(pair, clash)
+    tmp = target.with_name(target.name + ".part")
+    try:
+        Image.fromarray(arr).save(tmp, format="PNG")
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+# ------------------------------------------------------------------------------------------ the run
+
+
+def _pair_sha_cache(pairs: Sequence[Pair]) -> Callable[[Pair], str]:
+    cache: dict[tuple[str, str], str] = {}
+
+    def get(p: Pair) -> str:
+        if p.key not in cache:
+            h = hashlib.sha256(p.degraded.read_bytes())
+            if p.clear is not None:
+                h.update(p.clear.read_bytes())
+            cache[p.key] = h.hexdigest()[:16]
+        return cache[p.key]
+
+    return get
+
+
+def _todo(store: RecordStore, pairs: Sequence[Pair], run: MethodRun, retry_failed: bool, sha) -> list[Pair]:
+    todo = []
+    for p in pairs:
+        rec = store.get((run.name, run.mode, p.type, p.name))
+        if rec is None or (retry_failed and rec["status"] != "ok") or rec.get("pair_sha") != sha(p):
+            todo.append(p)
+    return todo
+
+
+def _drop_changed_weights(store: RecordStore, run: MethodRun, log) -> None:
+    """Records of this (method, mode) scored with other weights files are moved aside and recomputed.
+
+    A record without a fingerprint counts as changed when the method now has weights files."""
+    stale = [r for r in store if r["method"] == run.name and r["mode"] == run.mode
+             and r.get("weights_sha") != run.digest]
+    if stale:
+        store.move_aside(stale)
+        log(f"note: the weights of {run.name} changed since {len(stale)} of its {run.mode}-mode records were "
+            f"written ({stale[0].get('weights_sha') or 'not recorded'} -> {run.digest}); those images are "
+            f"evaluated again, the old records were moved to {store.stale_path}")
+
+
+def _drop_vanished(store: RecordStore, root: Path, log) -> None:
+    """Records of files no longer in the data root are moved aside. A narrower --limit or --types is a view,
+    not a change of data: only files that are gone count."""
+    stale = [r for r in store if (root / r["type"]).is_dir() and not (root / r["type"] / r["file"]).is_file()]
+    if stale:
+        store.move_aside(stale)
+        files = sorted({f"{r['type']}/{r['file']}" for r in stale})
+        log(f"note: {len(files)} file(s) recorded earlier are no longer in {root} (e.g. {files[0]}); "
+            f"their records were moved to {store.stale_path}")
+
+
+def _check_previous_run(out: Path, data: Scan, root_fingerprint: str, cfg: EvalConfig, log) -> None:
+    prev_path = out / results.RUN_FILE
+    if not prev_path.exists():
+        return
+    try:
+        prev = json.loads(prev_path.read_text())
+    except (OSError, json.JSONDecodeError):
+        log(f"note: {prev_path} is unreadable; it will be rewritten")
+        return
+    prev_fp = (prev.get("data") or {}).get("root_fingerprint")
+    if prev_fp and prev_fp != root_fingerprint:
+        log(f"note: the data under {data.root} changed since the last run in {out} "
+            f"(fingerprint {prev_fp} -> {root_fingerprint}); new or changed images are evaluated, "
+            "finished ones are kept")
+    if prev.get("convention") and prev["convention"] != cfg.convention:
+        raise ConfigError(f"{out} holds results scored with convention {prev['convention']!r}; "
+                          f"use another output folder for {cfg.convention!r}")
+
+
+def default_data_root() -> Path:
+    from harness.data import mini
+
+    return mini.ensure("test")
+
+
+def _progress(total: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, disable=not enabled, unit="img", dynamic_ncols=True, file=sys.stderr,
+                desc="evaluating", bar_format="{desc}: {n}/{total} images [{elapsed}<{remaining}, {rate_fmt}]")
+
+
+def strict_json(obj):
+    """JSON-safe copy: NaN → null, ±inf → the strings "inf" / "-inf" (strict parsers accept the file)."""
+    if isinstance(obj, float):
+        if math.isnan(obj):
+            return None
+        if math.isinf(obj):
+            return "inf" if obj > 0 else "-inf"
+        return obj
+    if isinstance(obj, dict):
+        return {k: strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_json(v) for v in obj]
+    return obj
+
+
+def write_json_atomic(path: Path, obj) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(json.dumps(strict_json(obj), indent=1, allow_nan=False), encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def evaluate(config: EvalConfig | Mapping | None = None, restorers: Sequence[Restorer] | None = None,
+             log: Callable[[str], None] | None = None, **kwargs) -> Results:
+    """Evaluate methods on a CDD-11-layout folder (see the module doc). `config` is an `EvalConfig`, a dict
+    of its fields, or None with the fields as keyword arguments; `restorers` adds `Restorer` objects to the
+    methods. Raises `ConfigError` / `DatasetError` / `RunLockedError` before any work when the arguments,
+    the data or the output folder cannot be used."""
+    if config is None:
+        config = EvalConfig(**kwargs)
+    elif isinstance(config, Mapping):
+        config = EvalConfig(**{**config, **kwargs})
+    elif kwargs:
+        config = replace(config, **kwargs)
+    if restorers:
+        config = replace(config, methods=(*([config.methods] if isinstance(config.methods, str)
+                                             else config.methods), *restorers))
+    cfg = config.validate()
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    if cfg.out is None:
+        with tempfile.TemporaryDirectory(prefix="vlur-eval-") as tmp:
+            res = _evaluate(replace(cfg, out=Path(tmp)), log)
+            res.out = None
+            return res
+    return _evaluate(cfg, log)
+
+
+def _evaluate(cfg: EvalConfig, log) -> Results:
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = check_device(cfg.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device cuda asked for, but torch sees no CUDA device")
+    root = cfg.data if cfg.data is not None else default_data_root()
+    data = scan(root, types=cfg.types, limit=cfg.limit)
+    whole = scan(root)  # the data as it is, whatever the view (--limit, --types) of this run
+    log(data.summary())
+    out = cfg.out
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"output folder {out} is an existing file; name a folder")
+    images_dir = out / "images" if cfg.save_images else None
+    names = [m if isinstance(m, str) else getattr(m, "name", type(m).__name__) for m in cfg.methods]
+    names = [n.split("=", 1)[0].removeprefix("outputs:") for n in names]
+    selection = results.Selection(methods=tuple(names), modes=tuple(cfg.modes),
+                                  keys=frozenset(p.key for p in data.pairs))
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    interrupted: BaseException | None = None
+    with RecordStore(out) as store:
+        for w in store.warnings:
+            log(f"warning: {w}")
+        _check_previous_run(out, data, whole.fingerprint, cfg, log)
+        _drop_vanished(store, data.root, log)
+        run_info = {"methods": names, "modes": list(cfg.modes), "convention": cfg.convention,
+                    "metric_version": metrics.get_convention(cfg.convention).version,
+                    "types": list(data.types), "limit": cfg.limit,
+                    "data": {"root": str(data.root), "fingerprint": data.fingerprint, "counts": data.counts,
+                             "root_fingerprint": whole.fingerprint},
+                    "selection": selection.to_json(),
+                    "command": list(cfg.command) if cfg.command else None,
+                    "api": None if cfg.command else "harness.evaluate"}
+        write_json_atomic(out / results.RUN_FILE, run_info)
+        runs, failed_methods = build_method_runs(cfg, device, log)
+        for run in runs:
+            if "outputs" in run.extra:
+                extra = run.extra["outputs"].extra_files({p.key for p in whole.pairs})
+                if extra:
+                    shown = ", ".join(str(p) for p in extra[:5]) + (" ..." if len(extra) > 5 else "")
+                    log(f"note: {run.name}: {len(extra)} file(s) match no image of the data and are not scored: "
+                        f"{shown}")
+        sha = _pair_sha_cache(data.pairs)
+        plan: list[tuple[MethodRun, list[Pair]]] = []
+        for run in runs:
+            _drop_changed_weights(store, run, log)
+            plan.append((run, _todo(store, data.pairs, run, cfg.retry_failed, sha)))
+        clashes = _stem_clashes(data.pairs)
+        save_errors: list[str] = []
+        pbar = _progress(sum(len(t) for _, t in plan), cfg.progress)
+        try:
+            for run, todo in plan:
+                pbar.set_description(f"{run.name} ({run.mode})")
+                for lp in iter_loaded(todo, workers=cfg.workers):
+                    rec, image = score_one(run, lp, cfg.convention)
+                    store.append(rec)
+                    if rec["status"] != "ok":
+                        log(f"failed: {rec['error']}")
+                    elif images_dir is not None:
+                        try:
+                            save_image(images_dir, run, lp.pair, image, (lp.pair.type, Path(lp.pair.name).stem)
+                                       in clashes)
+                        except OSError as e:  # saving is a side effect: the score stays
+                            save_errors.append(f"{images_dir}: cannot save the restored {lp.pair.key}: {e}")
+                            log(f"warning: {save_errors[-1]} (its score is kept)")
+                    pbar.update(1)
+        except KeyboardInterrupt as e:
+            interrupted = e
+        finally:
+            pbar.close()
+        selected = store.select(selection)
+        summary = _summary(cfg, data, selected, runs, failed_methods, started, save_errors,
+                           interrupted is not None)
+        write_json_atomic(out / "summary.json", summary)
+        if selected:
+            _write_tables(out, selected, cfg, log)
+        else:
+            log(f"no records for this selection in {out}: no tables written")
+        if cfg.timing and interrupted is None:
+            from harness import timing
+
+            timing.run_for_harness([n for n in names if n in registry.available()], out, cfg)
+    if interrupted is not None:
+        raise interrupted
+    ran = bool(runs)
+    n_failed = summary["failed_images"]
+    code = 2 if not ran else (1 if n_failed or failed_methods else 0)
+    return Results(selected, summary, out, code)
+
+
+def _write_tables(out: Path, selected: list[dict], cfg: EvalConfig, log) -> None:
+    from harness import confusion, tables
+
+    tables.write_tables(out, published=cfg.published, significance=cfg.significance, records=selected)
+    confusion.write_outputs(out, selected, log=log)
+    log(f"wrote {out / 'records.jsonl'}, {out / 'summary.json'} and the tables {out / 'table1.md'}")
+
+
+def _summary(cfg: EvalConfig, data: Scan, selected: list[dict], runs: list[MethodRun], failed_methods: dict,
+             started: str, save_errors: list[str], interrupted: bool) -> dict:
+    conv = metrics.get_convention(cfg.convention)
+    options = {k: v for k, v in asdict(replace(cfg, methods=(), data=None, out=None)).items()
+               if k not in ("methods", "data", "out", "command", "progress")}
+    return {
+        "schema": 2,
+        "config": {"methods": sorted({r.name for r in runs} | {k.split('/')[0] for k in failed_methods}),
+                   "modes": list(cfg.modes), "types": list(data.types), "limit": cfg.limit,
+                   "convention": cfg.convention, "options": strict_json(json.loads(json.dumps(options, default=str)))},
+        "data": {"root": str(data.root), "fingerprint": data.fingerprint, "counts": data.counts,
+                 "skipped_types": data.skipped_types},
+        "metric": {"convention": cfg.convention, "version": conv.version, "description": conv.description,
+                   "infinite_psnr": "an identical pair scores PSNR = inf (as skimage); a mean that includes one "
+                                    "is inf, written as the string \"inf\" in JSON"},
+        "environment": environment(cfg.device),
+        "dtype": "float32",
+        "weights_sha256": {r.name: r.weights_files for r in runs if r.weights_files},
+        "methods_failed": failed_methods,
+        "failed_images": sum(1 for r in selected if r["status"] != "ok"),
+        "save_errors": save_errors,
+        "interrupted": interrupted,
+        "results": results.aggregate(selected),
+        "started": started,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def iter_records(out: Path) -> Iterator[dict]:
+    """The selected records of an output folder (see `harness.results.load`)."""
+    yield from results.load(out)[0]
