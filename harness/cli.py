@@ -126,6 +126,7 @@ def run_command(fn: Callable[[], int], saved: Path | None, imports: Sequence[str
     from harness.outputs import OutputsSpecError
     from harness.records import RunLockedError
     from harness.registry import MethodArgError, UnknownMethodError
+    from harness.weights import WeightsError
 
     for module in imports:
         try:
@@ -136,7 +137,8 @@ def run_command(fn: Callable[[], int], saved: Path | None, imports: Sequence[str
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return fn()
-    except (DatasetError, RunLockedError, UnknownMethodError, ConfigError, OutputsSpecError, MethodArgError) as e:
+    except (DatasetError, RunLockedError, UnknownMethodError, ConfigError, OutputsSpecError, MethodArgError,
+            WeightsError) as e:
         log.error(f"error: {e}")
         return EXIT_NOTHING_RAN
     except PermissionError as e:
