@@ -69,6 +69,7 @@ class EvalConfig:
     random_weights: bool = False
     method_args: Mapping[str, str] = field(default_factory=dict)
     convention: str = "cdd11"
+    max_pixels: int | None = None  # largest image decoded (default harness.data.cdd11.MAX_PIXELS)
     save_images: bool = False
     retry_failed: bool = False
     published: bool = False
@@ -114,12 +115,15 @@ class EvalConfig:
             raise ConfigError(f"limit must be a whole number of at least 1, got {self.limit!r}")
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
             raise ConfigError(f"threads must be at least 1, got {self.threads!r}")
+        if self.max_pixels is not None and (not isinstance(self.max_pixels, int) or self.max_pixels < 1):
+            raise ConfigError(f"max_pixels must be a positive whole number, got {self.max_pixels!r}")
         if not isinstance(self.workers, int) or self.workers < 0:
             raise ConfigError(f"workers must be 0 (decode inline) or more, got {self.workers!r}")
         if self.convention not in metrics.CONVENTIONS:
             raise ConfigError(f"unknown convention {self.convention!r}; use {', '.join(sorted(metrics.CONVENTIONS))}")
         check_device(self.device)
-        if self.weights is not None and sum(isinstance(m, str) and not m.startswith("outputs:") for m in methods) > 1:
+        if self.weights is not None and sum(isinstance(m, str) and not m.startswith("outputs:")
+                                            and m != results.INPUT_METHOD for m in methods) > 1:
             raise ConfigError("weights names one checkpoint file: use it with a single method (or weights_dir)")
         limit = self.limit if self.limit is not None else (QUICK_LIMIT if self.quick else None)
         return replace(self, methods=tuple(methods), modes=tuple(modes), types=tuple(types) if types else None,
@@ -542,7 +546,7 @@ def _evaluate(cfg: EvalConfig, log) -> Results:
         try:
             for run, todo in plan:
                 pbar.set_description(f"{run.name} ({run.mode})")
-                for lp in iter_loaded(todo, workers=cfg.workers):
+                for lp in iter_loaded(todo, workers=cfg.workers, max_pixels=cfg.max_pixels):
                     rec, image = score_one(run, lp, cfg.convention)
                     store.append(rec)
                     if rec["status"] != "ok":

@@ -34,6 +34,25 @@ def dumps(rec: dict) -> str:
     return json.dumps(rec, sort_keys=True, allow_nan=True, separators=(",", ":"))
 
 
+def record_problem(rec: object) -> str | None:
+    """Why `rec` is not a usable record (a hand-edited or foreign line), or None."""
+    if not isinstance(rec, dict):
+        return "not a JSON object"
+    for k in ("method", "mode", "type", "file"):
+        if not isinstance(rec.get(k), str) or not rec.get(k):
+            return f"field {k!r} is missing or not a string"
+    if rec.get("status") not in ("ok", "failed"):
+        return f"field 'status' is {rec.get('status')!r}, expected 'ok' or 'failed'"
+    if rec["status"] == "ok" and rec.get("mode") != "classify":
+        for k in ("psnr", "ssim"):
+            v = rec.get(k)
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                return f"field {k!r} is {type(v).__name__}, expected a number"
+    if not isinstance(rec.get("notes", []), list):
+        return "field 'notes' is not a list"
+    return None
+
+
 def read_records(path: Path, repair: bool = False) -> tuple[list[dict], list[str]]:
     """Read a JSONL records file; returns (records, warnings).
 
@@ -52,8 +71,11 @@ def read_records(path: Path, repair: bool = False) -> tuple[list[dict], list[str
             rec = json.loads(line) if line.endswith(b"\n") else None
         except (json.JSONDecodeError, UnicodeDecodeError):
             rec = None
-        if isinstance(rec, dict) and "method" in rec:
+        problem = record_problem(rec) if rec is not None else None
+        if rec is not None and problem is None:
             records.append(rec)
+        elif rec is not None and line.strip():
+            warnings.append(f"{path}: ignored the record at byte {pos}: {problem}; that image will be redone")
         elif line.strip():
             where = "half-written last record" if pos + len(line) == len(data) else f"corrupt record at byte {pos}"
             warnings.append(f"{path}: dropped a {where} ({len(line)} bytes); that image will be redone")

@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--convention", default="cdd11", choices=sorted(metrics.CONVENTIONS),
                    help="metric convention (cdd11 = the published tables')")
     p.add_argument("--save-images", action="store_true", help="also write restored images as 8-bit PNG")
+    p.add_argument("--max-pixels", type=cli.positive_int, default=None,
+                   help="largest image decoded, in pixels (default 64,000,000; larger images become failed records)")
     p.add_argument("--workers", type=cli.non_negative_int, default=2, help="image-decoding threads (0 = inline)")
     p.add_argument("--retry-failed", action="store_true", help="redo images recorded as failed")
     p.add_argument("--published", action="store_true",
@@ -79,7 +81,8 @@ def config_from_args(args: argparse.Namespace, argv: Sequence[str] | None) -> Ev
         out=args.out, types=args.types, limit=args.limit, quick=args.quick, device=args.device,
         threads=args.threads, workers=args.workers, weights_dir=args.weights_dir, weights=args.weights,
         random_weights=args.random_weights, method_args=cli.method_args(args.method_arg),
-        convention=args.convention, save_images=args.save_images, retry_failed=args.retry_failed,
+        convention=args.convention, max_pixels=args.max_pixels, save_images=args.save_images,
+        retry_failed=args.retry_failed,
         published=args.published, significance=args.significance, timing=args.timing, progress=not args.quiet,
         command=["python", "-m", "harness.run", *(sys.argv[1:] if argv is None else argv)])
 

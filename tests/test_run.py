@@ -245,7 +245,7 @@ def test_kill_9_then_rerun_finishes_without_recomputing(tmp_path):
 def test_ctrl_c_saves_and_second_writer_is_refused(tmp_path):
     data = make_layout(tmp_path / "d", n=2, types=TYPES[:3])
     out = tmp_path / "o"
-    proc = subprocess.Popen(_cli(data, out), env=_env(TEST_SLOW_SECONDS="3"), stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(_cli(data, out), env=_env(TEST_SLOW_SECONDS="10"), stderr=subprocess.PIPE, text=True)
     _wait_records(out / "records.jsonl", 1)
     second = subprocess.run(_cli(data, out), env=_env(TEST_SLOW_SECONDS="0"), capture_output=True, text=True)
     assert second.returncode == 2 and "another run" in second.stderr
