@@ -75,6 +75,7 @@ class EvalConfig:
     published: bool = False
     significance: bool = False
     timing: bool = False
+    report: bool = True  # write report.html (and the small thumbnails it shows) into the output folder
     progress: bool = True
     command: Sequence[str] | None = None  # the command line, when called from one (provenance)
 
@@ -551,13 +552,8 @@ def _evaluate(cfg: EvalConfig, log) -> Results:
                     store.append(rec)
                     if rec["status"] != "ok":
                         log(f"failed: {rec['error']}")
-                    elif images_dir is not None:
-                        try:
-                            save_image(images_dir, run, lp.pair, image, (lp.pair.type, Path(lp.pair.name).stem)
-                                       in clashes)
-                        except OSError as e:  # saving is a side effect: the score stays
-                            save_errors.append(f"{images_dir}: cannot save the restored {lp.pair.key}: {e}")
-                            log(f"warning: {save_errors[-1]} (its score is kept)")
+                    else:
+                        _save_side_effects(cfg, out, images_dir, run, lp, image, clashes, save_errors, log)
                     pbar.update(1)
         except KeyboardInterrupt as e:
             interrupted = e
@@ -575,12 +571,39 @@ def _evaluate(cfg: EvalConfig, log) -> Results:
             from harness import timing
 
             timing.run_for_harness([n for n in names if n in registry.available()], out, cfg)
+        if cfg.report and (selected or cfg.timing):
+            from harness import report_html
+
+            try:
+                log(f"wrote {report_html.write_report(out, log=log)}")
+            except Exception as e:  # noqa: BLE001 - the page is a side effect: every score is already saved
+                log(f"warning: could not write {out / report_html.REPORT_FILE}: {type(e).__name__}: {e}")
     if interrupted is not None:
         raise interrupted
     ran = bool(runs)
     n_failed = summary["failed_images"]
     code = 2 if not ran else (1 if n_failed or failed_methods else 0)
     return Results(selected, summary, out, code)
+
+
+def _save_side_effects(cfg: EvalConfig, out: Path, images_dir: Path | None, run: MethodRun, lp: LoadedPair, image,
+                       clashes: set, save_errors: list[str], log) -> None:
+    """The results page's thumbnail and, with save_images, the full restored image. Both are side effects: a
+    failure is reported (summary.json lists it) and the score is kept."""
+    if cfg.report:
+        from harness import report_html
+
+        try:
+            report_html.save_thumbnail(out, run.name, run.mode, lp.pair.type, lp.pair.name, image)
+        except (OSError, ValueError) as e:
+            save_errors.append(f"{out}: cannot save the report thumbnail of {lp.pair.key}: {e}")
+            log(f"warning: {save_errors[-1]} (its score is kept)")
+    if images_dir is not None:
+        try:
+            save_image(images_dir, run, lp.pair, image, (lp.pair.type, Path(lp.pair.name).stem) in clashes)
+        except OSError as e:
+            save_errors.append(f"{images_dir}: cannot save the restored {lp.pair.key}: {e}")
+            log(f"warning: {save_errors[-1]} (its score is kept)")
 
 
 def _write_tables(out: Path, selected: list[dict], cfg: EvalConfig, log) -> None:

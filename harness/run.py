@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--significance", action="store_true",
                    help="mark (‡) PSNRs not significantly different from each row's best (paired bootstrap)")
     p.add_argument("--timing", action="store_true", help="also time each method at 1080p and 2K")
+    p.add_argument("--no-report", action="store_true",
+                   help="do not write report.html (the results page) and its thumbnails")
     return p
 
 
@@ -83,7 +85,8 @@ def config_from_args(args: argparse.Namespace, argv: Sequence[str] | None) -> Ev
         random_weights=args.random_weights, method_args=cli.method_args(args.method_arg),
         convention=args.convention, max_pixels=args.max_pixels, save_images=args.save_images,
         retry_failed=args.retry_failed,
-        published=args.published, significance=args.significance, timing=args.timing, progress=not args.quiet,
+        published=args.published, significance=args.significance, timing=args.timing, report=not args.no_report,
+        progress=not args.quiet,
         command=["python", "-m", "harness.run", *(sys.argv[1:] if argv is None else argv)])
 
 
