@@ -292,9 +292,11 @@ class AirNetRestorer:
     name = "airnet"
     weights_label = "official"
 
-    def __init__(self, model: AirNet, weights_files: Sequence[Path] = (), device: str | torch.device = "cpu"):
+    def __init__(self, model: AirNet, weights_files: Sequence[Path] = (), device: str | torch.device = "cpu",
+                 *, weights_label: str = "official"):
         self.model = model.eval()
         self.weights_files: tuple[Path, ...] = tuple(Path(p) for p in weights_files)
+        self.weights_label = weights_label
         self.device = torch.device(device)
         self.model.to(self.device)
 
@@ -331,7 +333,13 @@ def _weights_path(opts: MethodOptions) -> Path:
     modes=("auto", "text"),
 )
 def create(opts: MethodOptions) -> AirNetRestorer:
-    """AirNet with the authors' `All.pth` (from `opts.weights`, else `opts.weights_dir`); no demo weights."""
+    """AirNet with the authors' `All.pth` (from `opts.weights`, else `opts.weights_dir`); no demo weights.
+    `opts.random_weights`: the seeded (seed 0) default initialisation instead, no file (label "random")."""
+    if opts.random_weights:
+        with torch.random.fork_rng(devices=[]):  # seeded, leaving the caller's RNG as it was
+            torch.manual_seed(0)
+            model = AirNet()
+        return AirNetRestorer(model, (), opts.device, weights_label="random")
     path = _weights_path(opts)
     model = load_airnet(path)
     return AirNetRestorer(model, (path,), opts.device)

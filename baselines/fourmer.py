@@ -298,8 +298,10 @@ def create(opts: MethodOptions) -> FourmerRestorer:
     """Fourmer from --weights, or --weights-dir/0_bestavg.pth; `random_weights` builds it with seed 0."""
     check_method_args("fourmer", opts, {})
     if opts.random_weights:
-        torch.manual_seed(0)
-        return FourmerRestorer(Fourmer().eval().to(opts.device), (), weights_label="random")
+        with torch.random.fork_rng(devices=[]):  # seeded, leaving the caller's RNG as it was
+            torch.manual_seed(0)
+            model = Fourmer()
+        return FourmerRestorer(model.eval().to(opts.device), (), weights_label="random")
     if opts.weights is not None:
         path = Path(opts.weights)
     elif opts.weights_dir is not None:

@@ -46,6 +46,9 @@ Routing noise, batches and the module's hooks:
   (B × num_experts) → that tensor, e.g. `ReplayNoise(slabs)` to replay stored noise in call order. Routers
   are called in module order: dec.0.2.layers.0–3, dec.1.2.layers.0–3, dec.2.2.layers.0–1 (10 calls per
   forward, one B × 4 draw each; none when `noise_std` is 0).
+- On the meta device (FLOP counting without data) the routing cannot be evaluated: every image goes to expert
+  `META_EXPERT` (the widest, so `harness.timing --flops-only` gives an upper bound; a layer's `meta_expert`
+  attribute overrides it).
 - After a forward, `model.routing_choices()` returns the chosen expert index and gate value of every router
   call (10 × B each).
 - The official eval path is wrong for batches: it runs every expert that any image picked on the whole batch
@@ -108,6 +111,10 @@ SIZE_MULTIPLE = 8
 OFFICIAL_NOISE_STD = 0.25
 #: Seed of the adapter's per-image routing-noise generator.
 DEFAULT_ROUTING_SEED = 0
+#: Expert every image is sent to when the routing cannot be evaluated (tensors on the meta device, i.e. FLOP
+#: counting by `harness.timing --flops-only`): the last, widest one (rank C), so the count is an upper bound.
+#: An `AdapterLayer`'s `meta_expert` attribute overrides it (e.g. 0 for the lower bound).
+META_EXPERT = -1
 
 NoiseSource = torch.Generator | Callable[[torch.Tensor], torch.Tensor] | None
 
@@ -252,9 +259,14 @@ class AdapterLayer(nn.Module):
         self.proj_out = nn.Conv2d(dim, dim, 1, bias=False)
         sizes = torch.tensor([float(sum(p.numel() for p in e.parameters())) for e in self.experts])
         self.routing = Router(dim, freq_dim, num_experts, top_k, sizes)
+        self.meta_expert: int | None = None  # None: META_EXPERT
 
     def forward(self, x: torch.Tensor, freq: torch.Tensor, shared: torch.Tensor) -> torch.Tensor:
         indices, gates = self.routing(x, freq)
+        if indices.device.type == "meta":  # no data to route on (FLOP counting): one fixed expert for all
+            e = META_EXPERT if self.meta_expert is None else self.meta_expert
+            y = self.experts[e][0](x, shared)
+            return self.proj_out(y * gates.sum(dim=1).to(x.dtype)[:, None, None, None])
         out = torch.zeros_like(x)
         for e in indices.unique().tolist():
             picked = indices == e  # B×k
@@ -609,6 +621,9 @@ class MoCEIRRestorer:
     from a fresh CPU generator seeded with `routing_seed`; pad to 8, crop back, clamp to [0, 1]."""
 
     name = "moce-ir"
+    #: `harness.timing --flops-only` prints this under its table.
+    meta_flops_note = ("the routing needs data, so on the meta device every decoder block uses its widest expert "
+                       "(baselines.moce_ir.META_EXPERT): an upper bound.")
 
     def __init__(
         self,
@@ -681,8 +696,10 @@ def create(opts: MethodOptions) -> MoCEIRRestorer:
     that folder is MoCE_IR_S_CDD11 itself); `random_weights` builds it with seed 0 instead."""
     seed, std = _parse_args(opts)
     if opts.random_weights:
-        torch.manual_seed(0)
-        model = MoCEIR().eval().to(opts.device)
+        with torch.random.fork_rng(devices=[]):  # seeded, leaving the caller's RNG as it was
+            torch.manual_seed(0)
+            model = MoCEIR()
+        model = model.eval().to(opts.device)
         return MoCEIRRestorer(model, (), weights_label="random", routing_seed=seed, noise_std=std)
     if opts.weights is not None:
         path = Path(opts.weights)

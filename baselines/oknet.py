@@ -314,8 +314,10 @@ def create(opts: MethodOptions) -> OKNetRestorer:
     """OKNet from --weights, or --weights-dir/oknet.pkl; `random_weights` builds it with seed 0 instead."""
     check_method_args("oknet", opts, {})
     if opts.random_weights:
-        torch.manual_seed(0)
-        return OKNetRestorer(OKNet().eval().to(opts.device), (), weights_label="random")
+        with torch.random.fork_rng(devices=[]):  # seeded, leaving the caller's RNG as it was
+            torch.manual_seed(0)
+            model = OKNet()
+        return OKNetRestorer(model.eval().to(opts.device), (), weights_label="random")
     if opts.weights is not None:
         path = Path(opts.weights)
     elif opts.weights_dir is not None:

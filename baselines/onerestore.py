@@ -593,7 +593,14 @@ class MissingDemoWeightsError(MissingWeightsError):
 @register("onerestore", description="OneRestore (ECCV 2024): type from its embedder (auto) or as text",
           modes=("auto", "text"))
 def create(opts: MethodOptions) -> OneRestoreRestorer:
-    """OneRestore from --weights-dir (the two released files), --weights (one file) or the demo weights."""
+    """OneRestore from --weights-dir (the two released files), --weights (one file) or the demo weights; with
+    `opts.random_weights` the published architecture (C=32 + the ResNet-18 embedder) with its seeded (seed 0)
+    default initialisation instead, no file (label "random")."""
+    if opts.random_weights:
+        with torch.random.fork_rng(devices=[]):  # seeded, leaving the caller's RNG as it was
+            torch.manual_seed(0)
+            model, embedder = OneRestore(), Embedder()
+        return OneRestoreRestorer(model.eval(), embedder.eval(), weights_label="random").to(opts.device)
     if opts.weights_dir is not None:
         folder = Path(opts.weights_dir)
         rpath, epath = _check_exists(folder / RESTORER_FILE), _check_exists(folder / EMBEDDER_FILE)

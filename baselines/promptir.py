@@ -313,9 +313,10 @@ class PromptIRRestorer:
     name = "promptir"
     weights_label = "official"
 
-    def __init__(self, model: PromptIR, weights_files: Sequence[Path | str] = ()):
+    def __init__(self, model: PromptIR, weights_files: Sequence[Path | str] = (), *, weights_label: str = "official"):
         self.model = model.eval()
         self.weights_files = [Path(p) for p in weights_files]
+        self.weights_label = weights_label
 
     @property
     def device(self) -> torch.device:
@@ -335,7 +336,13 @@ class PromptIRRestorer:
     "promptir", description="PromptIR (NeurIPS 2023), official all-in-one weights", modes=("auto", "text")
 )
 def create(opts: MethodOptions) -> PromptIRRestorer:
-    """PromptIR with the authors' `model.ckpt` (from --weights, or --weights-dir/model.ckpt)."""
+    """PromptIR with the authors' `model.ckpt` (from --weights, or --weights-dir/model.ckpt); with
+    `opts.random_weights` the seeded (seed 0) default initialisation instead, no file (label "random")."""
+    if opts.random_weights:
+        with torch.random.fork_rng(devices=[]):  # seeded, leaving the caller's RNG as it was
+            torch.manual_seed(0)
+            model = PromptIR()
+        return PromptIRRestorer(model.eval().to(opts.device), weights_label="random")
     if opts.weights is not None:
         path = Path(opts.weights)
     elif opts.weights_dir is not None:

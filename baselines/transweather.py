@@ -452,8 +452,10 @@ def create(opts: MethodOptions) -> TransWeatherRestorer:
     """TransWeather with weights from --weights, or --weights-dir/best; seeded random init with random_weights."""
     check_method_args("transweather", opts, {})
     if opts.random_weights:
-        torch.manual_seed(0)
-        return TransWeatherRestorer(TransWeather().to(opts.device), weights_label="random")
+        with torch.random.fork_rng(devices=[]):  # seeded, leaving the caller's RNG as it was
+            torch.manual_seed(0)
+            model = TransWeather()
+        return TransWeatherRestorer(model.to(opts.device), weights_label="random")
     if opts.weights is not None:
         path = Path(opts.weights)
     elif opts.weights_dir is not None:

@@ -417,8 +417,10 @@ def create(opts: MethodOptions) -> WGWSRestorer:
     if flag_name not in FLAGS:
         raise MethodArgError(f"wgws-net: unknown flag {args['flag']!r}; accepted: {_FLAG_ARG}")
     if opts.random_weights:
-        torch.manual_seed(0)
-        model = WGWSNet().eval().to(opts.device)
+        with torch.random.fork_rng(devices=[]):  # seeded, leaving the caller's RNG as it was
+            torch.manual_seed(0)
+            model = WGWSNet()
+        model = model.eval().to(opts.device)
         return WGWSRestorer(model, flag_name, (), weights_label="random")
     if opts.weights is not None:
         path = Path(opts.weights)

@@ -19,9 +19,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from harness import cli
+
 DEMO_METHODS = "identity,onerestore,vlur"
 TIMED_METHODS = "onerestore,vlur"
-FLOPS_METHODS = "onerestore,vlur,promptir,airnet"
+FLOPS_METHODS = ("identity,onerestore,vlur,promptir,airnet,mirnetv2,oknet,fourmer,weatherdiff,transweather,"
+                 "wgws-net,moce-ir")  # every registered restorer
 
 
 def _step(title: str, argv: list[str]) -> int:
@@ -30,7 +33,8 @@ def _step(title: str, argv: list[str]) -> int:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m harness.reports", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m harness.reports", description=cli.description(__doc__),
+                                formatter_class=cli.Formatter)
     p.add_argument("--out", type=Path, default=Path("reports"))
     p.add_argument("--skip-timing", action="store_true", help="skip the CPU timing table (the slowest step)")
     p.add_argument("--only-timing", action="store_true", help="run only the timing steps")

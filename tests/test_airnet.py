@@ -220,3 +220,15 @@ def test_registered_method(tmp_path, filled_sd):
     # an explicit file takes precedence
     other = create_restorer("airnet", MethodOptions(weights=tmp_path / "All.pth", weights_dir=tmp_path / "nowhere"))
     assert other.weights_files == (tmp_path / "All.pth",)
+
+
+def test_registered_method_random_weights():
+    before = torch.random.get_rng_state()
+    restorer = create_restorer("airnet", MethodOptions(random_weights=True))
+    assert torch.equal(torch.random.get_rng_state(), before)  # the caller's random stream is untouched
+    assert restorer.weights_label == "random" and restorer.weights_files == ()
+    torch.manual_seed(0)
+    reference = AirNet().state_dict()
+    assert all(torch.equal(v, reference[k]) for k, v in restorer.model.state_dict().items())
+    out = restorer.restore(fill.make_input((1, 3, 12, 20), seed=5))
+    assert out.shape == (1, 3, 12, 20) and torch.isfinite(out).all()

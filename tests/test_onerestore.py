@@ -291,6 +291,23 @@ def test_self_describing_checkpoint(tmp_path, small_restorer, embedder_model):
         create_restorer("onerestore", MethodOptions(weights=path2))
 
 
+def test_registered_method_random_weights(tmp_path, monkeypatch):
+    monkeypatch.setattr(orx, "DEMO_WEIGHTS", tmp_path / "missing.pt")  # no file is read
+    before = torch.random.get_rng_state()
+    r = create_restorer("onerestore", MethodOptions(random_weights=True))
+    assert torch.equal(torch.random.get_rng_state(), before)  # the caller's random stream is untouched
+    assert r.weights_label == "random" and r.weights_files == [] and r.model.channel == 32
+    torch.manual_seed(0)
+    model, embedder = OneRestore(), Embedder()
+    for got, want in ((r.model, model), (r.embedder, embedder)):
+        reference = want.state_dict()
+        assert all(torch.equal(v, reference[k]) for k, v in got.state_dict().items())
+    x = fill.make_input((1, 3, 8, 8), seed=11)
+    assert r.restore(x, ["rain"]).shape == (1, 3, 8, 8)
+    out, types = r.restore_auto(x)
+    assert out.shape == (1, 3, 8, 8) and types[0] in ALL_TYPES
+
+
 def test_missing_demo_weights_is_clear(tmp_path, monkeypatch):
     monkeypatch.setattr(orx, "DEMO_WEIGHTS", tmp_path / "weights" / "onerestore_demo.pt")
     with pytest.raises(MissingWeightsError) as e:

@@ -273,3 +273,15 @@ def test_registered_method_without_weights(tmp_path):
         assert "https://github.com/va1shn9v/PromptIR" in str(info.value)
     with pytest.raises(MissingWeightsError, match="model.ckpt"):
         create_restorer("promptir", MethodOptions(weights_dir=tmp_path))
+
+
+def test_registered_method_random_weights():
+    before = torch.random.get_rng_state()
+    restorer = create_restorer("promptir", MethodOptions(random_weights=True))
+    assert torch.equal(torch.random.get_rng_state(), before)  # the caller's random stream is untouched
+    assert restorer.weights_label == "random" and restorer.weights_files == []
+    torch.manual_seed(0)
+    reference = PromptIR().state_dict()
+    assert all(torch.equal(v, reference[k]) for k, v in restorer.model.state_dict().items())
+    out = restorer.restore(torch.rand(1, 3, 12, 20))
+    assert out.shape == (1, 3, 12, 20) and torch.isfinite(out).all()

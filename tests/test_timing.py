@@ -342,6 +342,49 @@ def test_time_methods_through_the_registry_and_errors(monkeypatch):
     assert "not timed" in T.render_timing_table(recs)
 
 
+def test_every_method_is_built_by_its_factory_with_the_options(monkeypatch):
+    """No model class is known to the timing code: `random_weights` (and the rest) reach the factory."""
+    from harness import registry
+
+    seen = []
+
+    def factory(opts):
+        seen.append(opts)
+        r = FakeRestorer(FakeClock(), cls_ms=None)
+        r.weights_label = "random" if opts.random_weights else "released"
+        return r
+
+    monkeypatch.setitem(registry._REGISTRY, "timing-test-opts",
+                        registry.MethodSpec("timing-test-opts", factory, "options", ("text",)))
+    recs = T.time_methods(["timing-test-opts"], ["16x8"], TimingConfig(device="meta", mode="text"),
+                          random_weights=True, method_args={"k": "v"})
+    assert seen[0].random_weights and seen[0].device == "meta" and seen[0].mode == "text"
+    assert dict(seen[0].method_args) == {"k": "v"} and recs[0]["weights"] == "random"
+    assert not hasattr(T, "RANDOM_BUILDERS")
+
+
+def test_sampler_steps_give_flops_per_step():
+    class Sampler(FakeRestorer):
+        sampler_steps = 4
+        meta_flops_note = "counted on shapes only."
+
+        def restore(self, images, degradation=None):
+            out = images
+            for _ in range(self.sampler_steps):
+                out = self.model(out)
+            return out
+
+    rec = T.time_restorer(Sampler(FakeClock(), cls_ms=None), ["64x48"], TimingConfig(device="meta"), name="sampler")
+    s = rec["sizes"]["64x48"]
+    assert s["sampler_steps"] == 4 and s["gflops_per_step"] * 1e9 == pytest.approx(2 * 3 * 64 * 48 * 27)
+    assert s["gflops"] == pytest.approx(4 * s["gflops_per_step"])
+    table = T.render_timing_table([rec])
+    assert "sampler: GFLOPs (and ms) are per restored image with its 4-step sampler" in table
+    assert rec["flops_note"] == "counted on shapes only." and "- sampler: counted on shapes only." in table
+    plain = T.time_restorer(FakeRestorer(FakeClock(), cls_ms=None), ["64x48"], TimingConfig(device="meta"))
+    assert "sampler_steps" not in plain["sizes"]["64x48"]
+
+
 # ----------------------------------------------------------------------------------------------- peaks
 
 
@@ -500,6 +543,12 @@ def test_run_for_harness_merges_into_summary(tmp_path):
     recs = T.run_for_harness(["identity"], tmp_path, args, sizes=["32x24"], log=None, min_iters=2, max_iters=2,
                              min_seconds=0.0, warmup=0)
     assert recs[0]["mode"] == "auto"
+    from harness.evaluation import EvalConfig
+
+    cfg = EvalConfig(methods=["identity"], modes=("text",), device="cpu", random_weights=True)
+    recs = T.run_for_harness(["identity"], tmp_path, cfg, sizes=["32x24"], log=None, min_iters=2, max_iters=2,
+                             min_seconds=0.0, warmup=0)
+    assert recs[0]["mode"] == "text"
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["methods"] == ["identity"] and summary["timing"][0]["method"] == "identity"
     assert (tmp_path / "timing.md").is_file() and (tmp_path / "timing.tex").is_file()

@@ -217,6 +217,25 @@ def test_missing_weights_name_the_file(tmp_path, monkeypatch):
         create_restorer("vlur", MethodOptions())
 
 
+def test_random_weights_build_the_published_width_without_files(tmp_path, monkeypatch):
+    """`random_weights`: VL-UR at its default width + a random CLIP SC (the tiny CLIP here instead of ViT-B/32,
+    which takes ~10 s to build on two cores); seeded, the caller's RNG untouched, no file read."""
+    monkeypatch.setattr(vlur_method, "CLIP_ARCH", TINY_CLIP)
+    monkeypatch.setattr(vlur_method, "WEIGHTS_DIR", tmp_path)  # the demo files are not needed
+    before = torch.random.get_rng_state()
+    m = create_restorer("vlur", MethodOptions(random_weights=True))
+    assert torch.equal(torch.random.get_rng_state(), before)
+    assert m.weights_label == "random" and m.weights_files == [] and m.classifier is not None
+    assert m.restorer.config["channel"] == 32 and m.restorer.config["attention"] == "pgca"
+    assert torch.equal(m.restorer.text_features, m.classifier.text_features)
+    again = create_restorer("vlur", MethodOptions(random_weights=True, mode="text"))
+    assert all(torch.equal(v, again.restorer.state_dict()[k]) for k, v in m.restorer.state_dict().items())
+    x = torch.rand(1, 3, 16, 16)
+    restored, types = m.restore_auto(x)
+    assert restored.shape == x.shape and set(types) <= set(TYPES)
+    assert again.restore(x, ["haze"]).shape == x.shape
+
+
 def test_onerestore_ablation_uses_same_pipeline(data, sc_file, tmp_path, capsys):
     pytest.importorskip("baselines.onerestore")
     out = tmp_path / "or"

@@ -191,6 +191,28 @@ def test_sampler_averages_overlapping_patches():
     torch.testing.assert_close(image, ((raw + 1) / 2).clamp(0, 1), rtol=0, atol=0)
 
 
+def test_sampler_flops_on_the_meta_device_equal_the_real_count():
+    """The meta fast path (one UNet call per step, no per-patch bookkeeping) counts the FLOPs of a real run
+    (exactly for a denoiser without per-call work; the UNet's timestep MLP is the documented exception)."""
+    from harness.timing import count_flops
+
+    class ConvDenoiser(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(6, 3, 3, padding=1)
+
+        def forward(self, x, t):
+            return self.conv(x)
+
+    net = ConvDenoiser()
+    x, noise = torch.rand(2, 3, 96, 80), torch.randn(2, 3, 96, 80)
+    real, _ = count_flops(sample_raw, net, x, noise, grid_r=16, steps=3, patches_per_call=5)
+    net.to("meta")
+    counted, out = count_flops(sample_raw, net, x.to("meta"), noise.to("meta"), grid_r=16, steps=3,
+                               patches_per_call=5)
+    assert counted == real > 0 and out.shape == x.shape and out.device.type == "meta"
+
+
 def test_sampler_refuses_uncovered_grid():
     toy = _ToyDenoiser()
     x = torch.zeros(1, 3, 70, 64)
@@ -350,6 +372,7 @@ def test_registered_method(random_restorer, tmp_path):
     assert random_restorer.weights_files == []
     assert sum(p.numel() for p in random_restorer.model.parameters()) == 82_962_435
     assert random_restorer.to("cpu") is random_restorer and random_restorer.device == torch.device("cpu")
+    assert random_restorer.sampler_steps == 2  # UNet passes per image (harness.timing's per-step figures)
 
     with pytest.raises(MethodArgError, match="unknown --method-arg flag"):
         create_restorer("weatherdiff", MethodOptions(random_weights=True, method_args={"flag": "1"}))

@@ -6,7 +6,8 @@ train split; the paper released no weights).  `--weights FILE` picks any restore
 `vlur.train` (weights_label "custom"); its scene classifier is found, in this order, embedded under the
 key "sc", as the file named in its metadata (`meta.sc.file`, looked up next to FILE by base name), or as
 `sc.pt` next to FILE.  The classifier is required in "auto" mode only.  `--weights-dir` is not used (VL-UR
-has no released files).
+has no released files).  `random_weights` (`MethodOptions`, for timing and FLOP counting): VL-UR at its default
+published width with a randomly initialised CLIP ViT-B/32 scene classifier (seed 0), weights_label "random".
 
 Modes: "auto" — the SC predicts each image's type and the restorer is driven by that type's cached text
 feature (`restore_auto` returns the predictions too); "text" — the true type is given.  Inference runs
@@ -27,6 +28,8 @@ from harness.weights import WeightsError, read_checkpoint
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEMO_RESTORER = "vlur_demo.pt"
 DEMO_SC = "vlur_sc_demo.pt"
+#: The CLIP of the published scene classifier (what `random_weights` builds, randomly initialised).
+CLIP_ARCH = "ViT-B-32"
 
 
 class VLURMethod:
@@ -132,11 +135,27 @@ def load_vlur(restorer_file: Path, sc_file: Path | None = None, *, mode: str = "
 @register("vlur", description="VL-UR: CLIP scene classifier + PGCA restorer (this project's implementation)",
           modes=("auto", "text"))
 def create(opts: MethodOptions) -> VLURMethod:
-    """VL-UR (demo weights unless --weights)."""
+    """VL-UR (demo weights unless --weights; `opts.random_weights`: see `random_vlur`)."""
+    if opts.random_weights:
+        return random_vlur(device=opts.device)
     if opts.weights is not None:
         return load_vlur(Path(opts.weights), mode=opts.mode, weights_label="custom", device=opts.device)
     return load_vlur(WEIGHTS_DIR / DEMO_RESTORER, WEIGHTS_DIR / DEMO_SC, mode=opts.mode, weights_label="demo",
                      device=opts.device)
+
+
+def random_vlur(device: str | torch.device = "cpu", clip: str | None = None) -> VLURMethod:
+    """VL-UR at its default (published) width with a randomly initialised CLIP scene classifier (`clip`,
+    default `CLIP_ARCH`), seed 0, the caller's RNG untouched; the restorer's text table is the classifier's.
+    The speed and FLOPs do not depend on the values (the classifier's choice does not change the work)."""
+    from vlur.classifier import create_classifier
+    from vlur.restorer import VLURRestorer
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        sc = create_classifier(clip or CLIP_ARCH, pretrained=None)
+        restorer = VLURRestorer(text_dim=int(sc.text_features.shape[1]), text_features=sc.text_features.clone())
+    return VLURMethod(restorer, sc, weights_label="random", device=device)
 
 
 class ZeroShotSC:
@@ -150,9 +169,10 @@ class ZeroShotSC:
     name = "vlur-zeroshot"
     weights_label = "zero-shot"
 
-    def __init__(self, classifier, weights_files: Sequence[Path] = ()):
+    def __init__(self, classifier, weights_files: Sequence[Path] = (), *, weights_label: str = "zero-shot"):
         self.classifier = classifier.eval()
         self.weights_files = [Path(p) for p in weights_files]
+        self.weights_label = weights_label
 
     def restore(self, images: torch.Tensor, degradation=None) -> torch.Tensor:
         raise NotImplementedError("vlur-zeroshot is a classifier only: use python -m harness.classify")
@@ -165,8 +185,15 @@ class ZeroShotSC:
 @register("vlur-zeroshot", description="VL-UR scene classifier as zero-shot CLIP ViT-B/32 (classifier only; "
           "--weights CLIP_FILE)", modes=())
 def create_zero_shot(opts: MethodOptions) -> ZeroShotSC:
+    """Zero-shot CLIP from --weights or "openai"; `opts.random_weights`: a randomly initialised `CLIP_ARCH`
+    (seed 0, label "random"), the prompts' text features computed by its random text tower."""
     from vlur.classifier import create_classifier
 
+    if opts.random_weights:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            sc = create_classifier(CLIP_ARCH, pretrained=None)
+        return ZeroShotSC(sc, weights_label="random").to(opts.device)
     pretrained = str(opts.weights) if opts.weights is not None else "openai"
     return ZeroShotSC(create_classifier("ViT-B-32", pretrained),
                       [opts.weights] if opts.weights is not None else []).to(opts.device)

@@ -1,0 +1,7 @@
+"""`python -m harness.timing`: the command line of `harness.timing.cli`."""
+
+import sys
+
+from harness.timing.cli import main
+
+sys.exit(main())
