@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 from tabulate import tabulate
 
+from harness import cli
 from harness.cdd11 import CLEAR, ROMAN, SHORT_NAMES, TABLE1_ORDER, TYPES
 from harness.records import RECORDS_FILE, latest, read_records
 
@@ -469,7 +470,8 @@ def summary_lines(cs: Sequence[Confusion]) -> list[str]:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m harness.confusion", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m harness.confusion", description=cli.description(__doc__),
+                                formatter_class=cli.Formatter)
     p.add_argument("run_dir", type=Path, help=f"folder holding {RECORDS_FILE} (harness.run) or {PREDICTIONS_FILE}"
                                               " (harness.classify)")
     args = p.parse_args(argv)

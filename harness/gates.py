@@ -40,6 +40,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
+from harness import cli
 from harness.cdd11 import TABLE1_ORDER, TYPES, parse_types
 from harness.results import INPUT_METHOD
 
@@ -346,7 +347,8 @@ def _slice_from_args(args, old: dict | None) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m harness.gates", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m harness.gates", description=cli.description(__doc__),
+                                formatter_class=cli.Formatter)
     p.add_argument("--baseline", type=Path, default=DEFAULT_BASELINE,
                    help=f"baseline file (default {DEFAULT_BASELINE})")
     p.add_argument("--update-baseline", action="store_true",

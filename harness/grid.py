@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from harness import cli
 from harness.cdd11 import CLEAR, ROMAN, SHORT_NAMES, TABLE1_ORDER, parse_types
 
 BACKGROUND = (255, 255, 255)
@@ -231,7 +232,8 @@ def make_grid(run_dir: Path, out: Path, per_type: int = 1, crop: int = 128, type
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m harness.grid", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m harness.grid", description=cli.description(__doc__),
+                                formatter_class=cli.Formatter)
     p.add_argument("run_dir", type=Path, help="output folder of harness.run (run with --save-images)")
     p.add_argument("--out", type=Path, required=True, help="PNG file to write")
     p.add_argument("--per-type", type=int, default=1, help="images per type (rows per type; default 1)")

@@ -317,3 +317,39 @@ def mean_finite(values) -> float:
     """Mean of a sequence; +inf if any value is +inf (identical images), nan when empty."""
     vals = list(values)
     return float(np.mean(vals)) if vals else math.nan
+
+
+def main(argv=None) -> int:
+    """`python -m harness.metrics GT OUT`: PSNR and SSIM of one restored image against its ground truth."""
+    import argparse
+    import sys
+    from pathlib import Path
+
+    from harness import cli
+    from harness.data.cdd11 import ImageReadError, read_rgb8
+
+    p = argparse.ArgumentParser(prog="python -m harness.metrics", formatter_class=cli.Formatter,
+                                description="PSNR and SSIM of a restored image against its ground truth, with the "
+                                            "published tables' convention (8-bit RGB, skimage PSNR, 7x7 SSIM).")
+    p.add_argument("gt", type=Path, help="ground-truth image")
+    p.add_argument("out", type=Path, help="restored image")
+    p.add_argument("--convention", default="cdd11", choices=sorted(CONVENTIONS), help="metric convention")
+    args = p.parse_args(argv)
+    try:
+        g, _ = read_rgb8(args.gt)
+        o, _ = read_rgb8(args.out)
+    except ImageReadError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if g.shape != o.shape:
+        print(f"error: {args.out} is {o.shape[1]}x{o.shape[0]} but {args.gt} is {g.shape[1]}x{g.shape[0]}",
+              file=sys.stderr)
+        return 2
+    ps, ss = score(torch.from_numpy(g).permute(2, 0, 1)[None], torch.from_numpy(o).permute(2, 0, 1)[None],
+                   args.convention)
+    print(f"PSNR {float(ps[0]):.4f} dB  SSIM {float(ss[0]):.4f}  ({args.convention})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

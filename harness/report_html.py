@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from harness import report_assets, results
+from harness import cli, report_assets, results
 from harness.cdd11 import CLEAR, ROMAN, SHORT_NAMES, TABLE1_ORDER
 from harness.results import AVG, DEMO_MARK, INPUT_METHOD
 
@@ -917,7 +917,8 @@ def check_in_browser(page: Path, screenshot: Path | None = None, *, fragment: st
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m harness.report_html", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m harness.report_html", description=cli.description(__doc__),
+                                formatter_class=cli.Formatter)
     p.add_argument("run_dir", type=Path, help="output folder of harness.run (or of harness.timing)")
     p.add_argument("--no-thumbs", action="store_true", help="do not make thumbnails; use the images already there")
     p.add_argument("--screenshot", type=Path, default=None,

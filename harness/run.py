@@ -69,8 +69,8 @@ def list_methods() -> str:
     for name in registry.available():
         try:
             spec = registry.get_spec(name)
-            modes = ",".join(spec.modes) or "-"
-            lines.append(f"{name:<14} modes={modes:<10} {spec.description}")
+            modes = f"modes={','.join(spec.modes)}" if spec.modes else "classifier only"
+            lines.append(f"{name:<14} {modes:<16} {spec.description}")
         except Exception as e:  # noqa: BLE001 - listing must survive a broken plugin
             lines.append(f"{name:<14} (unavailable: {type(e).__name__}: {e})")
     lines.append(f"{'outputs:NAME=DIR':<14} a folder of already restored images DIR/<type>/<image> (harness.outputs)")

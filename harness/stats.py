@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from tabulate import tabulate
 
-from harness import results
+from harness import cli, results
 from harness.cdd11 import ROMAN, SHORT_NAMES, TABLE1_ORDER
 from harness.results import AVG, METRICS, Scores, common_types
 
@@ -250,7 +250,8 @@ def render_markdown(result: dict, digits: int | None = None) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m harness.stats", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m harness.stats", description=cli.description(__doc__),
+                                formatter_class=cli.Formatter)
     p.add_argument("run_dir", type=Path, help="a run folder (with records.jsonl)")
     p.add_argument("--metric", choices=METRICS, default="psnr")
     p.add_argument("--resamples", type=int, default=DEFAULT_RESAMPLES,

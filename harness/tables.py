@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import json
 import math
 import sys
 from collections import defaultdict
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from tabulate import tabulate
 
-from harness import results
+from harness import cli, results
 from harness.cdd11 import ROMAN, SHORT_NAMES, TABLE1_ORDER
 from harness.records import RECORDS_FILE
 from harness.results import AVG, DEMO_MARK, aggregate, method_labels
@@ -30,9 +31,12 @@ from harness.results import AVG, DEMO_MARK, aggregate, method_labels
 SIG_MARK = "‡"
 
 
-def _rank_marks(values: dict[str, float], digits: int) -> dict[str, str]:
-    """'best' / 'second' for the columns whose printed value is the highest / second highest."""
+def _rank_marks(values: dict[str, float], digits: int, floor: float | None = None) -> dict[str, str]:
+    """'best' / 'second' for the columns whose printed value is the highest / second highest. A column not
+    above `floor` (the Input column's value, as printed) is never marked: doing nothing must not be bold."""
     printed = {k: round(v, digits) for k, v in values.items() if not math.isnan(v)}
+    if floor is not None and not math.isnan(floor):
+        printed = {k: v for k, v in printed.items() if v > round(floor, digits)}
     distinct = sorted(set(printed.values()), reverse=True)
     marks = {}
     for k, v in printed.items():
@@ -55,8 +59,11 @@ def table1_rows(agg: dict[str, dict], psnr_digits: int = 2, ssim_digits: int = 4
     for t in [*types, AVG]:
         cells = {c: agg[c].get(t, {"psnr": math.nan, "ssim": math.nan}) for c in columns}
         ranked = [c for c in columns if not c.startswith("Input")]
-        pm = _rank_marks({c: cells[c]["psnr"] for c in ranked}, psnr_digits)
-        sm = _rank_marks({c: cells[c]["ssim"] for c in ranked}, ssim_digits)
+        inputs = [c for c in columns if c.startswith("Input")]
+        pm = _rank_marks({c: cells[c]["psnr"] for c in ranked}, psnr_digits,
+                         cells[inputs[0]]["psnr"] if inputs else None)
+        sm = _rank_marks({c: cells[c]["ssim"] for c in ranked}, ssim_digits,
+                         cells[inputs[0]]["ssim"] if inputs else None)
         label = f"{ROMAN[t]} {SHORT_NAMES[t]}" if t != AVG else "Avg"
         rows.append((label, {c: (_fmt(cells[c]["psnr"], psnr_digits), pm.get(c), _fmt(cells[c]["ssim"], ssim_digits),
                                  sm.get(c)) for c in columns}))
@@ -182,7 +189,7 @@ def load_published() -> dict[tuple[str, str], dict[str, tuple[float, float]]]:
     return {k: dict(v) for k, v in table.items() if v}
 
 
-def render_published(records: list[dict], digits: int = 2) -> str:
+def render_published(records: list[dict], digits: int = 2, synthetic: bool = False) -> str:
     """Measured vs published PSNR/SSIM per type for every method that has published numbers (records as
     `results.select` gives them)."""
     published = load_published()
@@ -208,8 +215,25 @@ def render_published(records: list[dict], digits: int = 2) -> str:
                          f"{pp:.{digits}f}", f"{mp - pp:+.{digits}f}", f"{ms:.4f}", f"{ps:.4f}", f"{ms - ps:+.4f}"])
     if not body:
         return "No measured method has published CDD-11 numbers.\n"
-    return tabulate(body, headers=["Method", "Degradation", "PSNR", "PSNR (published)", "Δ", "SSIM",
+    head = "# Measured vs published CDD-11 numbers\n\n"
+    demo = sorted({r["method"] for r in records if r.get("weights") in ("demo", "random")})
+    if demo:
+        head += (f"**Warning:** {', '.join(demo)} ran with demo or random weights (†), not the authors' weights: "
+                 "their differences from the published numbers say nothing about the re-implementations.\n\n")
+    if synthetic:
+        head += ("**Warning:** these numbers were measured on synthetic data (the embedded cdd11-mini), not on "
+                 "CDD-11: they are not comparable with the published ones.\n\n")
+    return head + tabulate(body, headers=["Method", "Degradation", "PSNR", "PSNR (published)", "Δ", "SSIM",
                                    "SSIM (published)", "Δ"], tablefmt="github", disable_numparse=True) + "\n"
+
+
+def _synthetic(out_dir: Path) -> bool:
+    """True when the run folder's data is the embedded synthetic data set (its root is a cdd11-mini cache)."""
+    try:
+        root = json.loads((out_dir / results.RUN_FILE).read_text())["data"]["root"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return "cdd11-mini" in str(root)
 
 
 def write_tables(out_dir: Path, published: bool = False, significance: bool = False,
@@ -236,12 +260,13 @@ def write_tables(out_dir: Path, published: bool = False, significance: bool = Fa
     write_csv(agg, paths["csv"])
     if published:
         paths["published"] = out_dir / "published.md"
-        paths["published"].write_text(render_published(records))
+        paths["published"].write_text(render_published(records, synthetic=_synthetic(out_dir)))
     return paths
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m harness.tables", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m harness.tables", description=cli.description(__doc__),
+                                formatter_class=cli.Formatter)
     p.add_argument("run_dir", type=Path)
     p.add_argument("--published", action="store_true", help="also write published.md (measured vs published)")
     p.add_argument("--significance", action="store_true",

@@ -94,6 +94,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from harness import cli
 from harness.cdd11 import TYPES
 from vlur.data_stream import GlobalOrderSampler, TrainSet, collate, epoch_order, sample_crops
 from vlur.restorer import VLURRestorer, check_checkpoint, make_checkpoint
@@ -419,8 +420,8 @@ KILL_ENV = "VLUR_TRAIN_KILL_AFTER_STEP"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m vlur.train", description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m vlur.train", description=cli.description(__doc__),
+                                formatter_class=cli.Formatter)
     p.add_argument("--recipe", choices=tuple(RECIPES), default="none",
                    help="preset option defaults; paper: " + ", ".join(f"{k}={v}" for k, v in PAPER_RECIPE.items())
                         + " (needs --vgg)")

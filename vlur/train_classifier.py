@@ -45,6 +45,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from harness import cli
 from harness.cdd11 import TYPES
 from vlur.classifier import (
     TINY_CLIP,
@@ -126,8 +127,8 @@ def accuracy(sc: SceneClassifier, images: Sequence[torch.Tensor], labels: torch.
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m vlur.train_classifier", description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m vlur.train_classifier", description=cli.description(__doc__),
+                                formatter_class=cli.Formatter)
     p.add_argument("--data", type=Path, default=None, help="CDD-11-layout root (default: embedded mini train)")
     p.add_argument("--out", type=Path, required=True, help="SC checkpoint to write")
     p.add_argument("--clip", default=TINY_CLIP, help="open_clip model config name")

@@ -61,6 +61,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from harness import cli
 from harness.cdd11 import CLEAR, SHORT_NAMES, TABLE1_ORDER, TYPES
 from harness.data import synth
 
@@ -883,7 +884,8 @@ def _check_hashes_cli(workers: int) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m harness.data.mini", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m harness.data.mini", description=cli.description(__doc__),
+                                 formatter_class=cli.Formatter)
     ap.add_argument("--split", default="test", choices=sorted(SPLITS))
     ap.add_argument("--size", default="mini", choices=sorted(SIZES))
     ap.add_argument("--root", type=Path, default=None, help="base directory instead of the user cache")
