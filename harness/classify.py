@@ -27,9 +27,10 @@ from pathlib import Path
 import torch
 
 from harness import cli, confusion, registry
-from harness.cdd11 import CLEAR, parse_types
 from harness.data.cdd11 import DatasetError, LoadedPair, Pair, Scan, iter_loaded, scan
-from harness.evaluation import _to_tensor, check_device, default_data_root
+from harness.degradations import CLEAR, parse_types
+from harness.evaluation import check_device, default_data_root
+from harness.producers import _to_tensor
 from harness.protocol import DegradationClassifier
 from harness.records import RecordStore
 from harness.weights import WeightsError

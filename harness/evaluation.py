@@ -17,6 +17,7 @@ layers over `evaluate`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -24,7 +25,6 @@ import os
 import sys
 import tempfile
 import time
-import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -32,13 +32,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from harness import metrics, registry, results
-from harness.cdd11 import TYPES
+from harness import distributed, metrics, registry, results
 from harness.data.cdd11 import LoadedPair, Pair, Scan, iter_loaded, scan
-from harness.protocol import AutoRestorer, DegradationClassifier, Restorer
+from harness.degradations import TYPES
+from harness.producers import DTYPES, MethodRun, build_method_runs, score_one
+from harness.protocol import Restorer
 from harness.provenance import environment
 from harness.records import RecordStore
-from harness.weights import WeightsError, sha256_file
 
 #: --quick: this many images per type (every type present); about 2 minutes for the README's first command.
 QUICK_LIMIT = 2
@@ -70,6 +70,10 @@ class EvalConfig:
     method_args: Mapping[str, str] = field(default_factory=dict)
     convention: str = "cdd11"
     max_pixels: int | None = None  # largest image decoded (default harness.data.cdd11.MAX_PIXELS)
+    dtype: str = "fp32"  # autocast dtype of model methods: fp32 (no autocast; the published protocol), bf16, fp16
+    channels_last: bool = False
+    compile: bool = False  # torch.compile the networks; the warm-up is kept out of the per-image times
+    batch: int = 1  # images per forward for model methods (same-size images only; equal to batch 1 within 1e-5 dB)
     save_images: bool = False
     retry_failed: bool = False
     published: bool = False
@@ -118,6 +122,10 @@ class EvalConfig:
             raise ConfigError(f"threads must be at least 1, got {self.threads!r}")
         if self.max_pixels is not None and (not isinstance(self.max_pixels, int) or self.max_pixels < 1):
             raise ConfigError(f"max_pixels must be a positive whole number, got {self.max_pixels!r}")
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"unknown dtype {self.dtype!r}; use {', '.join(DTYPES)}")
+        if not isinstance(self.batch, int) or isinstance(self.batch, bool) or self.batch < 1:
+            raise ConfigError(f"batch must be a whole number of at least 1, got {self.batch!r}")
         if not isinstance(self.workers, int) or self.workers < 0:
             raise ConfigError(f"workers must be 0 (decode inline) or more, got {self.workers!r}")
         if self.convention not in metrics.CONVENTIONS:
@@ -169,167 +177,6 @@ class Results:
     def psnr(self):
         """PSNR pivot: rows = types + average, columns = methods."""
         return self.table.pivot(index="type", columns="column", values="psnr")
-
-
-# ------------------------------------------------------------------------------------------ methods
-
-
-@dataclass
-class MethodRun:
-    """One column-to-be: how to produce restored images for (method, mode)."""
-
-    name: str
-    mode: str
-    weights: str
-    weights_files: dict[str, str]  # path -> sha256
-    produce: Callable[[LoadedPair], tuple[torch.Tensor | np.ndarray, str | None, list[str]]]
-    digest: str | None = None
-    extra: dict = field(default_factory=dict)
-
-
-def weights_digest(files_sha: Mapping[str, str]) -> str | None:
-    """One short fingerprint of a method's weights files (None for a method without weights files)."""
-    if not files_sha:
-        return None
-    return hashlib.sha256("\n".join(sorted(files_sha.values())).encode()).hexdigest()[:16]
-
-
-def _to_tensor(a: np.ndarray, device: torch.device) -> torch.Tensor:
-    return torch.from_numpy(a).permute(2, 0, 1).unsqueeze(0).to(device=device, dtype=torch.float32) / 255.0
-
-
-def model_producer(restorer, mode: str, device: torch.device):
-    """Restore one loaded pair with a `Restorer` in `mode`; whole image first, overlapping tiles on OOM."""
-
-    def forward(x: torch.Tensor, true_type: str) -> tuple[torch.Tensor, str | None]:
-        with torch.inference_mode():
-            if mode == "text":
-                return restorer.restore(x, [true_type]), None
-            if isinstance(restorer, AutoRestorer):
-                out, pred = restorer.restore_auto(x)
-                return out, pred[0]
-            clf = getattr(restorer, "classifier", None)  # a classifier that does not drive restore_auto
-            if isinstance(clf, DegradationClassifier):
-                return restorer.restore(x, None), clf.classify(x)[0]
-            return restorer.restore(x, None), None
-
-    def produce(lp: LoadedPair):
-        from harness.tiling import restore_with_fallback
-
-        x = _to_tensor(lp.degraded, device)
-        pred: list[str | None] = [None]
-        whole = [True]
-
-        def fn(images: torch.Tensor) -> torch.Tensor:
-            if whole[0] or mode == "text":
-                out, pred[0] = forward(images, lp.pair.type)
-                whole[0] = False
-                return out
-            clf = getattr(restorer, "classifier", None)  # tiles of a blind run: classify the whole image once
-            if pred[0] is None and isinstance(clf, DegradationClassifier):
-                with torch.inference_mode():
-                    pred[0] = clf.classify(x)[0]
-            with torch.inference_mode():
-                return restorer.restore(images, [pred[0]] if pred[0] else None)
-
-        out, info = restore_with_fallback(fn, x)
-        notes = [f"out of memory ({info.reason}): restored in {info.tiles} overlapping {info.tile}x{info.tile} "
-                 f"tiles, overlap {info.overlap}, {info.blend} blend"] if info.tiled else []
-        if not isinstance(out, torch.Tensor) or tuple(out.shape) != tuple(x.shape):
-            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-            raise ValueError(f"output shape {shape} differs from the input {tuple(x.shape)}")
-        bad = (~torch.isfinite(out)).sum().item()
-        if bad:
-            raise ValueError(f"output has {bad} NaN/Inf value(s)")
-        return out.cpu(), pred[0], notes
-
-    return produce
-
-
-def build_method_runs(cfg: EvalConfig, device: torch.device, log) -> tuple[list[MethodRun], dict[str, str]]:
-    """Build every (method, mode) of the config; a method that cannot be built is reported, not fatal."""
-    from harness.outputs import OutputsMethod, parse_outputs_spec
-
-    runs: list[MethodRun] = []
-    failed: dict[str, str] = {}
-    for m in cfg.methods:
-        if isinstance(m, str) and m.startswith("outputs:"):
-            name, folder = parse_outputs_spec(m)
-            om = OutputsMethod(name, folder)
-            runs.append(MethodRun(name, cfg.modes[0], "released outputs", {}, om.produce, extra={"outputs": om}))
-            continue
-        if not isinstance(m, str):
-            name = getattr(m, "name", type(m).__name__)
-            for mode in cfg.modes:
-                runs.append(MethodRun(name, mode, getattr(m, "weights_label", "object"), {},
-                                      model_producer(m, mode, device)))
-            continue
-        spec = registry.get_spec(m)
-        modes = cfg.modes if m != results.INPUT_METHOD else cfg.modes[:1]  # Input does not depend on the mode
-        for mode in modes:
-            if mode not in spec.modes:
-                log(f"note: {m} has no {mode!r} mode (modes: {', '.join(spec.modes)}); skipped")
-                continue
-            try:
-                torch.manual_seed(0)
-                opts = registry.MethodOptions(device=str(device), mode=mode, weights_dir=cfg.weights_dir,
-                                              weights=cfg.weights, random_weights=cfg.random_weights,
-                                              method_args=dict(cfg.method_args))
-                restorer = registry.create_restorer(m, opts)
-                if hasattr(restorer, "to"):
-                    restorer = restorer.to(device) or restorer
-                files = {str(f): sha256_file(Path(f)) for f in _weights_files(restorer)}
-            except (WeightsError, OSError, RuntimeError, ValueError, ImportError, KeyError, TypeError) as e:
-                failed[f"{m}/{mode}"] = f"{type(e).__name__}: {e}" if not isinstance(e, WeightsError) else str(e)
-                log(f"error: cannot build {m} ({mode}): {failed[f'{m}/{mode}']}")
-                continue
-            run = MethodRun(m, mode, getattr(restorer, "weights_label", "none"), files,
-                            model_producer(restorer, mode, device))
-            run.digest = weights_digest(files)
-            runs.append(run)
-    return runs, failed
-
-
-def _weights_files(restorer) -> list[Path]:
-    """Every file the restorer's weights come from, its classifier's included."""
-    files = [Path(f) for f in getattr(restorer, "weights_files", [])]
-    clf = getattr(restorer, "classifier", None)
-    for f in getattr(clf, "weights_files", []) if clf is not None else []:
-        if Path(f) not in files:
-            files.append(Path(f))
-    return files
-
-
-# ------------------------------------------------------------------------------------------ scoring
-
-
-def _error_text(e: BaseException, p: Pair) -> str:
-    """One line naming the input file, the exception and where it was raised."""
-    last = traceback.extract_tb(e.__traceback__)[-1] if e.__traceback__ else None
-    where = f" (at {Path(last.filename).name}:{last.lineno})" if last else ""
-    return f"{p.degraded}: {type(e).__name__}: {e}{where}"
-
-
-def score_one(run: MethodRun, lp: LoadedPair, convention: str) -> tuple[dict, torch.Tensor | np.ndarray | None]:
-    """The record of one image (never raises) and the restored image to save (None when failed)."""
-    p = lp.pair
-    base = {"method": run.name, "mode": run.mode, "weights": run.weights, "weights_sha": run.digest,
-            "type": p.type, "file": p.name, "pair_sha": lp.sha, "convention": convention,
-            "notes": list(lp.notes), "predicted": None, "psnr": None, "ssim": None}
-    t0 = time.perf_counter()
-    if lp.error:
-        return {**base, "status": "failed", "error": lp.error, "seconds": 0.0}, None
-    try:
-        out, pred, notes = run.produce(lp)
-        base["predicted"] = pred
-        base["notes"] = base["notes"] + notes
-        gt = torch.from_numpy(lp.clear).permute(2, 0, 1).unsqueeze(0)  # uint8: exact integer scoring
-        ps, ss = metrics.score(gt, out, convention)
-    except Exception as e:  # noqa: BLE001 - one bad image must not end the run
-        return {**base, "status": "failed", "error": _error_text(e, p),
-                "seconds": round(time.perf_counter() - t0, 4)}, None
-    return {**base, "status": "ok", "error": None, "psnr": float(ps[0]), "ssim": float(ss[0]),
-            "seconds": round(time.perf_counter() - t0, 4)}, out
 
 
 def saved_image_name(pair: Pair, same_stem: bool) -> str:
@@ -386,6 +233,19 @@ def _todo(store: RecordStore, pairs: Sequence[Pair], run: MethodRun, retry_faile
         if rec is None or (retry_failed and rec["status"] != "ok") or rec.get("pair_sha") != sha(p):
             todo.append(p)
     return todo
+
+
+def _drop_changed_dtype(store: RecordStore, run: MethodRun, log) -> None:
+    """Records of this (method, mode) computed with another autocast dtype are moved aside and recomputed
+    (channels-last, compile and batch do not change the numbers beyond 1e-5 dB, so they are only recorded)."""
+    if run.compute is None:
+        return
+    stale = [r for r in store if r["method"] == run.name and r["mode"] == run.mode
+             and (r.get("compute") or {}).get("dtype", "fp32") != run.compute.dtype]
+    if stale:
+        store.move_aside(stale)
+        log(f"note: {len(stale)} {run.name} ({run.mode}) record(s) were computed with another dtype; they are "
+            f"evaluated again in {run.compute.dtype}, the old records were moved to {store.stale_path}")
 
 
 def _drop_changed_weights(store: RecordStore, run: MethodRun, log) -> None:
@@ -514,54 +374,64 @@ def _evaluate(cfg: EvalConfig, log) -> Results:
                                   keys=frozenset(p.key for p in data.pairs))
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     interrupted: BaseException | None = None
-    with RecordStore(out) as store:
-        for w in store.warnings:
-            log(f"warning: {w}")
-        _check_previous_run(out, data, whole.fingerprint, cfg, log)
-        _drop_vanished(store, data.root, log)
-        run_info = {"methods": names, "modes": list(cfg.modes), "convention": cfg.convention,
-                    "metric_version": metrics.get_convention(cfg.convention).version,
-                    "types": list(data.types), "limit": cfg.limit,
-                    "data": {"root": str(data.root), "fingerprint": data.fingerprint, "counts": data.counts,
-                             "root_fingerprint": whole.fingerprint},
-                    "selection": selection.to_json(),
-                    "command": list(cfg.command) if cfg.command else None,
-                    "api": None if cfg.command else "harness.evaluate"}
-        write_json_atomic(out / results.RUN_FILE, run_info)
+    rank, world = distributed.rank_world()
+    if world > 1:
+        device = distributed.init(device)
+    main = RecordStore(out) if rank == 0 else contextlib.nullcontext()
+    with main as store:
+        if rank == 0:
+            for w in store.warnings:
+                log(f"warning: {w}")
+            merged = distributed.merge_rank_files(store, out)  # what ranks of an earlier run finished
+            if merged:
+                log(f"note: merged {merged} record(s) that the processes of an earlier run had finished")
+            _check_previous_run(out, data, whole.fingerprint, cfg, log)
+            _drop_vanished(store, data.root, log)
+            write_json_atomic(out / results.RUN_FILE, _run_info(cfg, data, whole, names, selection, world))
         runs, failed_methods = build_method_runs(cfg, device, log)
-        for run in runs:
-            if "outputs" in run.extra:
-                extra = run.extra["outputs"].extra_files({p.key for p in whole.pairs})
-                if extra:
-                    shown = ", ".join(str(p) for p in extra[:5]) + (" ..." if len(extra) > 5 else "")
-                    log(f"note: {run.name}: {len(extra)} file(s) match no image of the data and are not scored: "
-                        f"{shown}")
-        sha = _pair_sha_cache(data.pairs)
-        plan: list[tuple[MethodRun, list[Pair]]] = []
-        for run in runs:
-            _drop_changed_weights(store, run, log)
-            plan.append((run, _todo(store, data.pairs, run, cfg.retry_failed, sha)))
+        if rank == 0:
+            _note_extra_outputs(runs, whole, log)
+            for run in runs:
+                _drop_changed_weights(store, run, log)
+                _drop_changed_dtype(store, run, log)
+        distributed.barrier(world)
+        pairs = data.pairs[rank::world]  # deterministic shard: the same images for this rank on every run
+        done = store if rank == 0 else _Lookup(distributed.main_records(out))
+        sha = _pair_sha_cache(pairs)
+        plan = [(run, _todo(done, pairs, run, cfg.retry_failed, sha)) for run in runs]
         clashes = _stem_clashes(data.pairs)
         save_errors: list[str] = []
-        pbar = _progress(sum(len(t) for _, t in plan), cfg.progress)
-        try:
-            for run, todo in plan:
-                pbar.set_description(f"{run.name} ({run.mode})")
-                for lp in iter_loaded(todo, workers=cfg.workers, max_pixels=cfg.max_pixels):
-                    rec, image = score_one(run, lp, cfg.convention)
-                    store.append(rec)
-                    if rec["status"] != "ok":
-                        log(f"failed: {rec['error']}")
-                    else:
-                        _save_side_effects(cfg, out, images_dir, run, lp, image, clashes, save_errors, log)
-                    pbar.update(1)
-        except KeyboardInterrupt as e:
-            interrupted = e
-        finally:
-            pbar.close()
+        mine = distributed.rank_store(out, rank) if world > 1 else contextlib.nullcontext(store)
+        with mine as writer:
+            pbar = _progress(sum(len(t) for _, t in plan), cfg.progress and rank == 0)
+            try:
+                for run, todo in plan:
+                    pbar.set_description(f"{run.name} ({run.mode})")
+                    loaded = iter_loaded(todo, workers=cfg.workers, max_pixels=cfg.max_pixels)
+                    for lp, rec, image in scored(run, loaded, cfg.convention):
+                        writer.append(rec)
+                        if rec["status"] != "ok":
+                            log(f"failed: {rec['error']}")
+                        else:
+                            _save_side_effects(cfg, out, images_dir, run, lp, image, clashes, save_errors, log)
+                        pbar.update(1)
+            except KeyboardInterrupt as e:
+                interrupted = e
+            finally:
+                pbar.close()
+        if interrupted is None:
+            distributed.barrier(world)
+        if rank != 0:
+            distributed.finish(world)
+            if interrupted is not None:
+                raise interrupted
+            return Results([], {}, out, 1 if failed_methods else 0)
+        if world > 1:
+            distributed.merge_rank_files(store, out)
         selected = store.select(selection)
         summary = _summary(cfg, data, selected, runs, failed_methods, started, save_errors,
                            interrupted is not None)
+        summary["processes"] = world
         write_json_atomic(out / "summary.json", summary)
         if selected:
             _write_tables(out, selected, cfg, log)
@@ -578,12 +448,91 @@ def _evaluate(cfg: EvalConfig, log) -> Results:
                 log(f"wrote {report_html.write_report(out, log=log)}")
             except Exception as e:  # noqa: BLE001 - the page is a side effect: every score is already saved
                 log(f"warning: could not write {out / report_html.REPORT_FILE}: {type(e).__name__}: {e}")
+    if interrupted is None:
+        distributed.finish(world)
     if interrupted is not None:
         raise interrupted
     ran = bool(runs)
     n_failed = summary["failed_images"]
     code = 2 if not ran else (1 if n_failed or failed_methods else 0)
     return Results(selected, summary, out, code)
+
+
+class _Lookup:
+    """Read-only `get(key)` over records (what ranks other than 0 know of the finished images)."""
+
+    def __init__(self, records: Sequence[dict]):
+        self._by = {(r["method"], r["mode"], r["type"], r["file"]): r for r in records}
+
+    def get(self, key):
+        return self._by.get(key)
+
+
+def _run_info(cfg: EvalConfig, data: Scan, whole: Scan, names: list[str], selection, world: int) -> dict:
+    return {"methods": names, "modes": list(cfg.modes), "convention": cfg.convention,
+            "metric_version": metrics.get_convention(cfg.convention).version,
+            "types": list(data.types), "limit": cfg.limit,
+            "data": {"root": str(data.root), "fingerprint": data.fingerprint, "counts": data.counts,
+                     "root_fingerprint": whole.fingerprint},
+            "selection": selection.to_json(), "processes": world,
+            "command": list(cfg.command) if cfg.command else None,
+            "api": None if cfg.command else "harness.evaluate"}
+
+
+def _note_extra_outputs(runs: list[MethodRun], whole: Scan, log) -> None:
+    for run in runs:
+        if "outputs" in run.extra:
+            extra = run.extra["outputs"].extra_files({p.key for p in whole.pairs})
+            if extra:
+                shown = ", ".join(str(p) for p in extra[:5]) + (" ..." if len(extra) > 5 else "")
+                log(f"note: {run.name}: {len(extra)} file(s) match no image of the data and are not scored: {shown}")
+
+
+def scored(run: MethodRun, loaded: Iterator[LoadedPair], convention: str) -> Iterator[tuple[LoadedPair, dict, object]]:
+    """(pair, record, restored image) for every loaded pair, in order. Model methods with compute.batch > 1
+    restore consecutive same-size pairs in one forward (falling back to one at a time if that fails); with
+    compile, one untimed warm-up forward runs first, so compilation is not in any per-image time."""
+    batch = run.compute.batch if run.compute is not None else 1
+    warm = run.compute is not None and run.compute.compile
+    pending: list[LoadedPair] = []
+
+    def flush() -> Iterator[tuple[LoadedPair, dict, object]]:
+        group = list(pending)
+        pending.clear()
+        if len(group) == 1:
+            yield (group[0], *score_one(run, group[0], convention))
+            return
+        t0 = time.perf_counter()
+        try:
+            produced = run.produce.batch(group)
+        except Exception:  # noqa: BLE001 - e.g. out of memory: one at a time, with the tiling fallback
+            for lp in group:
+                yield (lp, *score_one(run, lp, convention))
+            return
+        share = (time.perf_counter() - t0) / len(group)
+        for lp, pr in zip(group, produced):
+            yield (lp, *score_one(run, lp, convention, produced=pr, seconds=share))
+
+    for lp in loaded:
+        if warm and not lp.error:
+            warm = False
+            t0 = time.perf_counter()
+            try:
+                run.produce(lp)
+            except Exception:  # noqa: BLE001 - the timed call below records the failure
+                pass
+            run.extra["warmup_seconds"] = round(time.perf_counter() - t0, 3)
+        if batch == 1 or lp.error or not hasattr(run.produce, "batch"):
+            yield from flush() if pending else ()
+            yield (lp, *score_one(run, lp, convention))
+            continue
+        if pending and pending[0].degraded.shape != lp.degraded.shape:
+            yield from flush()
+        pending.append(lp)
+        if len(pending) == batch:
+            yield from flush()
+    if pending:
+        yield from flush()
 
 
 def _save_side_effects(cfg: EvalConfig, out: Path, images_dir: Path | None, run: MethodRun, lp: LoadedPair, image,
@@ -630,7 +579,13 @@ def _summary(cfg: EvalConfig, data: Scan, selected: list[dict], runs: list[Metho
                    "infinite_psnr": "an identical pair scores PSNR = inf (as skimage); a mean that includes one "
                                     "is inf, written as the string \"inf\" in JSON"},
         "environment": environment(cfg.device),
-        "dtype": "float32",
+        "dtype": {"fp32": "float32", "bf16": "bfloat16 autocast", "fp16": "float16 autocast"}[cfg.dtype],
+        "compute": {"dtype": cfg.dtype, "channels_last": cfg.channels_last, "compile": cfg.compile,
+                    "batch": cfg.batch,
+                    "notes": {f"{r.name}/{r.mode}": r.extra.get("compute_notes", []) for r in runs
+                              if r.extra.get("compute_notes")},
+                    "compile_warmup_seconds": {f"{r.name}/{r.mode}": r.extra["warmup_seconds"] for r in runs
+                                               if "warmup_seconds" in r.extra}},
         "weights_sha256": {r.name: r.weights_files for r in runs if r.weights_files},
         "methods_failed": failed_methods,
         "failed_images": sum(1 for r in selected if r["status"] != "ok"),

@@ -98,9 +98,10 @@ class RecordStore:
     (`harness.results.select`). Nothing outside this class touches the file or its handle.
     """
 
-    def __init__(self, out_dir: Path, filename: str = RECORDS_FILE):
+    def __init__(self, out_dir: Path, filename: str = RECORDS_FILE, lock_name: str = ".lock"):
         self.out_dir = Path(out_dir)
         self.path = self.out_dir / filename
+        self.lock_name = lock_name
         self.stale_path = self.out_dir / STALE_FILE
         self._lock_file = None
         self._fh = None
@@ -109,7 +110,7 @@ class RecordStore:
 
     def __enter__(self) -> RecordStore:
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        lock_path = self.out_dir / ".lock"
+        lock_path = self.out_dir / self.lock_name
         self._lock_file = open(lock_path, "a+")
         try:
             fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -136,6 +137,10 @@ class RecordStore:
         self._fh.write(dumps(rec) + "\n")
         self._fh.flush()
         self.records[record_key(rec)] = rec
+
+    def flush(self) -> None:
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
 
     def __iter__(self):
         return iter(list(self.records.values()))

@@ -17,10 +17,11 @@ from pathlib import Path
 import torch
 
 from harness import cli, metrics, registry
-from harness.cdd11 import TYPES
 from harness.cli import log
 from harness.data.cdd11 import IMAGE_EXTENSIONS, ImageReadError, read_rgb8
-from harness.evaluation import ConfigError, check_device, model_producer
+from harness.degradations import TYPES
+from harness.evaluation import ConfigError, check_device
+from harness.producers import model_producer
 
 
 def restore_paths(method: str, inputs: Sequence[Path], outputs: Sequence[Path], *, type_name: str | None = None,

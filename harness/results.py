@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.cdd11 import TABLE1_ORDER
+from harness.degradations import TABLE1_ORDER
 from harness.records import RECORDS_FILE, latest, read_records
 
 AVG = "average"
@@ -76,10 +76,19 @@ def column_order(record: dict) -> tuple:
     return record["method"] != INPUT_METHOD, record["method"], MODE_ORDER.get(mode, 2), mode
 
 
+_TYPE_ORDER = {t: i for i, t in enumerate(TABLE1_ORDER)}
+
+
+def record_order(record: dict) -> tuple:
+    """A fixed order of records: column, then type (Table I order), then file name — whatever order they were
+    written in (a resumed or multi-process run writes them in another), so every mean sums in one order."""
+    return (*column_order(record), _TYPE_ORDER.get(record["type"], len(_TYPE_ORDER)), record["type"], record["file"])
+
+
 def select(records: Iterable[dict], selection: Selection | None = None) -> list[dict]:
-    """The records a run describes, latest per image, in column order, Input once (see module doc)."""
+    """The records a run describes, latest per image, in `record_order`, Input once (see module doc)."""
     selection = selection or Selection()
-    recs = sorted((r for r in latest(records) if selection.admits(r)), key=column_order)
+    recs = sorted((r for r in latest(records) if selection.admits(r)), key=record_order)
     input_modes = sorted({r["mode"] for r in recs if r["method"] == INPUT_METHOD}, key=lambda m: MODE_ORDER.get(m, 2))
     if len(input_modes) > 1:
         # one Input column: for each image the record of the first mode that has it
@@ -90,7 +99,7 @@ def select(records: Iterable[dict], selection: Selection | None = None) -> list[
                 if r["method"] == INPUT_METHOD and r["mode"] == mode and (r["type"], r["file"]) not in seen:
                     seen.add((r["type"], r["file"]))
                     kept.append(r)
-        recs = sorted(kept + [r for r in recs if r["method"] != INPUT_METHOD], key=column_order)
+        recs = sorted(kept + [r for r in recs if r["method"] != INPUT_METHOD], key=record_order)
     return recs
 
 
@@ -118,7 +127,7 @@ def by_column(records: Sequence[dict]) -> dict[str, list[dict]]:
     records = latest(records)
     labels = method_labels(records)
     out: dict[str, list[dict]] = {}
-    for r in sorted(records, key=column_order):
+    for r in sorted(records, key=record_order):
         out.setdefault(labels[(r["method"], r["mode"])], []).append(r)
     return out
 

@@ -52,6 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-images", action="store_true", help="also write restored images as 8-bit PNG")
     p.add_argument("--max-pixels", type=cli.positive_int, default=None,
                    help="largest image decoded, in pixels (default 64,000,000; larger images become failed records)")
+    g = p.add_argument_group("GPU and speed (recorded in every record and the summary)")
+    g.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"],
+                   help="autocast dtype of model methods (fp32 = no autocast, the published protocol)")
+    g.add_argument("--channels-last", action="store_true", help="run networks in channels-last memory format")
+    g.add_argument("--compile", action="store_true",
+                   help="torch.compile the networks (the warm-up is kept out of the per-image times)")
+    g.add_argument("--batch", type=cli.positive_int, default=1,
+                   help="images per forward for model methods (consecutive same-size images)")
     p.add_argument("--workers", type=cli.non_negative_int, default=2, help="image-decoding threads (0 = inline)")
     p.add_argument("--retry-failed", action="store_true", help="redo images recorded as failed")
     p.add_argument("--published", action="store_true",
@@ -83,7 +91,8 @@ def config_from_args(args: argparse.Namespace, argv: Sequence[str] | None) -> Ev
         out=args.out, types=args.types, limit=args.limit, quick=args.quick, device=args.device,
         threads=args.threads, workers=args.workers, weights_dir=args.weights_dir, weights=args.weights,
         random_weights=args.random_weights, method_args=cli.method_args(args.method_arg),
-        convention=args.convention, max_pixels=args.max_pixels, save_images=args.save_images,
+        convention=args.convention, max_pixels=args.max_pixels, dtype=args.dtype, channels_last=args.channels_last,
+        compile=args.compile, batch=args.batch, save_images=args.save_images,
         retry_failed=args.retry_failed,
         published=args.published, significance=args.significance, timing=args.timing, report=not args.no_report,
         progress=not args.quiet,
