@@ -37,9 +37,9 @@ from pathlib import Path
 from tabulate import tabulate
 
 from harness import cli
-from harness.cdd11 import CLEAR, ROMAN, SHORT_NAMES, TABLE1_ORDER, TYPES
 from harness.cli import log
 from harness.data.cdd11 import DatasetError
+from harness.degradations import CLEAR, ROMAN, SHORT_NAMES, TABLE1_ORDER, TYPES
 from harness.results import AVG
 
 GT_FOLDER = "00_gt"
@@ -264,9 +264,33 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print where VL-UR's Table I and the release sheet disagree (no data needed) and exit")
     p.add_argument("--make-demo", type=Path, default=None, metavar="DIR",
                    help="write a release-shaped folder from the embedded cdd11-mini data (demo weights) and exit")
-    p.add_argument("--workers", type=cli.non_negative_int, default=2, help="image-decoding threads")
+    p.add_argument("--workers", type=cli.non_negative_int, default=2, help="image-decoding threads per process")
+    p.add_argument("--jobs", type=cli.positive_int, default=1,
+                   help="processes scoring in parallel (torch.distributed.run, i.e. torchrun, on this machine): "
+                        "use the number of cores")
     p.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true", help="no progress bar")
     return p
+
+
+def _relaunch(jobs: int, argv: list[str]) -> int:
+    """Run this command in `jobs` processes with PyTorch's launcher (the images are sharded across them by
+    `harness.distributed`; rank 0 writes the records and tables)."""
+    import subprocess
+
+    rest, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a == "--jobs":
+            skip = True
+            continue
+        if not a.startswith("--jobs="):
+            rest.append(a)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(jobs),
+           "-m", "harness.release", *rest]
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    return subprocess.run(cmd, env=env).returncode
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -281,6 +305,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.root is None or args.out is None:
         log.error("error: give a release ROOT and --out DIR (or --audit / --make-demo DIR)")
         return cli.EXIT_NOTHING_RAN
+    if args.jobs > 1 and "WORLD_SIZE" not in os.environ:
+        return _relaunch(args.jobs, list(sys.argv[1:] if argv is None else argv))
 
     def go() -> int:
         methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None

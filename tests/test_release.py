@@ -95,3 +95,21 @@ def test_audit_lists_a_hand_checked_disagreement():
     sheet = release.load_sheet()["04_MIRNetv2"]["haze"][0]
     assert round(sheet, 2) == 25.30
     assert not any(ln.startswith("| mirnet") and "I Haze " in ln and "PSNR" in ln for ln in text.splitlines())
+
+
+def test_jobs_score_in_parallel_processes_with_the_same_tables(release_root, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    base = [sys.executable, "-m", "harness.release", str(release_root), "--quiet", "--workers", "0"]
+    one = subprocess.run([*base, "--out", str(tmp_path / "one")], env=env, capture_output=True, text=True,
+                         timeout=300)
+    two = subprocess.run([*base, "--out", str(tmp_path / "two"), "--jobs", "2"], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert one.returncode == two.returncode == 1, two.stderr[-2000:]  # 03_Gappy has failed images
+    assert (tmp_path / "one" / "table1.md").read_bytes() == (tmp_path / "two" / "table1.md").read_bytes()
+    import json
+
+    assert json.loads((tmp_path / "two" / "summary.json").read_text())["processes"] == 2
