@@ -20,12 +20,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import math
 import os
 import sys
 import tempfile
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -35,7 +36,8 @@ import torch
 from harness import distributed, metrics, registry, results
 from harness.data.cdd11 import LoadedPair, Pair, Scan, iter_loaded, scan
 from harness.degradations import TYPES
-from harness.producers import DTYPES, MethodRun, build_method_runs, score_one
+from harness.fileio import strict_json, write_json_atomic
+from harness.producers import DTYPES, MethodRun, build_method_runs, finish_record, produce_phase, score_one
 from harness.protocol import Restorer
 from harness.provenance import environment
 from harness.records import RecordStore
@@ -304,31 +306,6 @@ def _progress(total: int, enabled: bool):
                 desc="evaluating", bar_format="{desc}: {n}/{total} images [{elapsed}<{remaining}, {rate_fmt}]")
 
 
-def strict_json(obj):
-    """JSON-safe copy: NaN → null, ±inf → the strings "inf" / "-inf" (strict parsers accept the file)."""
-    if isinstance(obj, float):
-        if math.isnan(obj):
-            return None
-        if math.isinf(obj):
-            return "inf" if obj > 0 else "-inf"
-        return obj
-    if isinstance(obj, dict):
-        return {k: strict_json(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [strict_json(v) for v in obj]
-    return obj
-
-
-def write_json_atomic(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(json.dumps(strict_json(obj), indent=1, allow_nan=False), encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def evaluate(config: EvalConfig | Mapping | None = None, restorers: Sequence[Restorer] | None = None,
              log: Callable[[str], None] | None = None, **kwargs) -> Results:
     """Evaluate methods on a CDD-11-layout folder (see the module doc). `config` is an `EvalConfig`, a dict
@@ -408,7 +385,7 @@ def _evaluate(cfg: EvalConfig, log) -> Results:
                 for run, todo in plan:
                     pbar.set_description(f"{run.name} ({run.mode})")
                     loaded = iter_loaded(todo, workers=cfg.workers, max_pixels=cfg.max_pixels)
-                    for lp, rec, image in scored(run, loaded, cfg.convention):
+                    for lp, rec, image in scored(run, loaded, cfg.convention, overlap=device.type == "cuda"):
                         writer.append(rec)
                         if rec["status"] != "ok":
                             log(f"failed: {rec['error']}")
@@ -488,51 +465,79 @@ def _note_extra_outputs(runs: list[MethodRun], whole: Scan, log) -> None:
                 log(f"note: {run.name}: {len(extra)} file(s) match no image of the data and are not scored: {shown}")
 
 
-def scored(run: MethodRun, loaded: Iterator[LoadedPair], convention: str) -> Iterator[tuple[LoadedPair, dict, object]]:
+def scored(run: MethodRun, loaded: Iterator[LoadedPair], convention: str,
+           overlap: bool = False) -> Iterator[tuple[LoadedPair, dict, object]]:
     """(pair, record, restored image) for every loaded pair, in order. Model methods with compute.batch > 1
     restore consecutive same-size pairs in one forward (falling back to one at a time if that fails); with
-    compile, one untimed warm-up forward runs first, so compilation is not in any per-image time."""
+    compile, one untimed warm-up forward runs first, so compilation is not in any per-image time. With
+    `overlap` (the default on CUDA) the metrics of image k run in a worker thread while image k+1 is restored;
+    the numbers are the same, only the order of work changes."""
     batch = run.compute.batch if run.compute is not None else 1
     warm = run.compute is not None and run.compute.compile
     pending: list[LoadedPair] = []
+    queue: deque = deque()
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics") if overlap else None
 
-    def flush() -> Iterator[tuple[LoadedPair, dict, object]]:
+    def emit(lp: LoadedPair, produced=None, seconds: float | None = None) -> None:
+        if pool is None:
+            queue.append((lp, score_one(run, lp, convention, produced, seconds)))
+            return
+        phase = produce_phase(run, lp, convention, produced, seconds)
+        if phase[0] == "done":
+            queue.append((lp, (phase[1], phase[2])))
+        else:
+            queue.append((lp, pool.submit(finish_record, phase[1], lp, phase[2], convention, phase[3])))
+
+    def drain(keep: int) -> Iterator[tuple[LoadedPair, dict, object]]:
+        while len(queue) > keep:
+            lp, result = queue.popleft()
+            rec, image = result.result() if isinstance(result, Future) else result
+            yield lp, rec, image
+
+    def flush() -> None:
         group = list(pending)
         pending.clear()
         if len(group) == 1:
-            yield (group[0], *score_one(run, group[0], convention))
+            emit(group[0])
             return
         t0 = time.perf_counter()
         try:
             produced = run.produce.batch(group)
         except Exception:  # noqa: BLE001 - e.g. out of memory: one at a time, with the tiling fallback
             for lp in group:
-                yield (lp, *score_one(run, lp, convention))
+                emit(lp)
             return
         share = (time.perf_counter() - t0) / len(group)
         for lp, pr in zip(group, produced):
-            yield (lp, *score_one(run, lp, convention, produced=pr, seconds=share))
+            emit(lp, pr, share)
 
-    for lp in loaded:
-        if warm and not lp.error:
-            warm = False
-            t0 = time.perf_counter()
-            try:
-                run.produce(lp)
-            except Exception:  # noqa: BLE001 - the timed call below records the failure
-                pass
-            run.extra["warmup_seconds"] = round(time.perf_counter() - t0, 3)
-        if batch == 1 or lp.error or not hasattr(run.produce, "batch"):
-            yield from flush() if pending else ()
-            yield (lp, *score_one(run, lp, convention))
-            continue
-        if pending and pending[0].degraded.shape != lp.degraded.shape:
-            yield from flush()
-        pending.append(lp)
-        if len(pending) == batch:
-            yield from flush()
-    if pending:
-        yield from flush()
+    try:
+        for lp in loaded:
+            if warm and not lp.error:
+                warm = False
+                t0 = time.perf_counter()
+                try:
+                    run.produce(lp)
+                except Exception:  # noqa: BLE001 - the timed call records the failure
+                    pass
+                run.extra["warmup_seconds"] = round(time.perf_counter() - t0, 3)
+            if batch == 1 or lp.error or not hasattr(run.produce, "batch"):
+                if pending:
+                    flush()
+                emit(lp)
+            else:
+                if pending and pending[0].degraded.shape != lp.degraded.shape:
+                    flush()
+                pending.append(lp)
+                if len(pending) == batch:
+                    flush()
+            yield from drain(1 if pool is not None else 0)
+        if pending:
+            flush()
+        yield from drain(0)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True)
 
 
 def _save_side_effects(cfg: EvalConfig, out: Path, images_dir: Path | None, run: MethodRun, lp: LoadedPair, image,
@@ -586,7 +591,9 @@ def _summary(cfg: EvalConfig, data: Scan, selected: list[dict], runs: list[Metho
                               if r.extra.get("compute_notes")},
                     "compile_warmup_seconds": {f"{r.name}/{r.mode}": r.extra["warmup_seconds"] for r in runs
                                                if "warmup_seconds" in r.extra}},
-        "weights_sha256": {r.name: r.weights_files for r in runs if r.weights_files},
+        # per method, every file of any of its modes (auto adds the classifier's files to text mode's)
+        "weights_sha256": {n: {f: h for r in runs if r.name == n for f, h in r.weights_files.items()}
+                           for n in dict.fromkeys(r.name for r in runs if r.weights_files)},
         "methods_failed": failed_methods,
         "failed_images": sum(1 for r in selected if r["status"] != "ok"),
         "save_errors": save_errors,

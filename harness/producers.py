@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +20,9 @@ import numpy as np
 import torch
 
 from harness import metrics, registry, results
-from harness.data.cdd11 import LoadedPair, Pair
+from harness.data.cdd11 import LoadedPair
 from harness.protocol import AutoRestorer, DegradationClassifier
+from harness.records import error_text
 from harness.weights import WeightsError, sha256_file
 
 if TYPE_CHECKING:
@@ -51,7 +51,13 @@ def weights_digest(files_sha: Mapping[str, str]) -> str | None:
 
 
 def _to_tensor(a: np.ndarray, device: torch.device) -> torch.Tensor:
-    return torch.from_numpy(a).permute(2, 0, 1).unsqueeze(0).to(device=device, dtype=torch.float32) / 255.0
+    """H×W×3 uint8 → 1×3×H×W float32 in [0, 1] on `device`; on CUDA the uint8 copy goes through pinned memory,
+    non-blocking, and the conversion to float happens on the GPU."""
+    t = torch.from_numpy(a).permute(2, 0, 1).unsqueeze(0)
+    if device.type == "cuda":
+        t = t.contiguous().pin_memory().to(device, non_blocking=True)
+        return t.to(torch.float32) / 255.0
+    return t.to(device=device, dtype=torch.float32) / 255.0
 
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -225,18 +231,21 @@ def _weights_files(restorer) -> list[Path]:
 # ------------------------------------------------------------------------------------------ scoring
 
 
-def _error_text(e: BaseException, p: Pair) -> str:
-    """One line naming the input file, the exception and where it was raised."""
-    last = traceback.extract_tb(e.__traceback__)[-1] if e.__traceback__ else None
-    where = f" (at {Path(last.filename).name}:{last.lineno})" if last else ""
-    return f"{p.degraded}: {type(e).__name__}: {e}{where}"
-
-
 def score_one(run: MethodRun, lp: LoadedPair, convention: str, produced=None,
               seconds: float | None = None) -> tuple[dict, torch.Tensor | np.ndarray | None]:
     """The record of one image (never raises) and the restored image to save (None when failed).
 
     `produced`: the (image, predicted, notes) of a batched forward, whose time `seconds` is shared out."""
+    phase = produce_phase(run, lp, convention, produced, seconds)
+    if phase[0] == "done":
+        return phase[1], phase[2]
+    _, base, out, elapsed = phase
+    return finish_record(base, lp, out, convention, elapsed)
+
+
+def produce_phase(run: MethodRun, lp: LoadedPair, convention: str, produced=None, seconds: float | None = None):
+    """The model part of `score_one`: ("done", record, None) when it already failed, else ("score", partial
+    record, restored image, seconds spent) for `finish_record`."""
     p = lp.pair
     base = {"method": run.name, "mode": run.mode, "weights": run.weights, "weights_sha": run.digest,
             "type": p.type, "file": p.name, "pair_sha": lp.sha, "convention": convention,
@@ -245,18 +254,25 @@ def score_one(run: MethodRun, lp: LoadedPair, convention: str, produced=None,
         base["compute"] = run.compute.record()
     t0 = time.perf_counter()
     if lp.error:
-        return {**base, "status": "failed", "error": lp.error, "seconds": 0.0}, None
+        return "done", {**base, "status": "failed", "error": lp.error, "seconds": 0.0}, None
     try:
         out, pred, notes = produced if produced is not None else run.produce(lp)
-        base["predicted"] = pred
-        base["notes"] = base["notes"] + notes
+    except Exception as e:  # noqa: BLE001 - one bad image must not end the run
+        return "done", {**base, "status": "failed", "error": error_text(e, p.degraded),
+                        "seconds": round(time.perf_counter() - t0, 4)}, None
+    base["predicted"] = pred
+    base["notes"] = base["notes"] + notes
+    return "score", base, out, time.perf_counter() - t0 + (seconds or 0.0)
+
+
+def finish_record(base: dict, lp: LoadedPair, out, convention: str, seconds: float) -> tuple[dict, object]:
+    """Score a produced image against its ground truth: the CPU part, which may overlap the next forward."""
+    t0 = time.perf_counter()
+    try:
         gt = torch.from_numpy(lp.clear).permute(2, 0, 1).unsqueeze(0)  # uint8: exact integer scoring
         ps, ss = metrics.score(gt, out, convention)
     except Exception as e:  # noqa: BLE001 - one bad image must not end the run
-        return {**base, "status": "failed", "error": _error_text(e, p),
-                "seconds": round(time.perf_counter() - t0, 4)}, None
-    spent = time.perf_counter() - t0 + (seconds or 0.0)
+        return {**base, "status": "failed", "error": error_text(e, lp.pair.degraded),
+                "seconds": round(seconds + time.perf_counter() - t0, 4)}, None
     return {**base, "status": "ok", "error": None, "psnr": float(ps[0]), "ssim": float(ss[0]),
-            "seconds": round(spent, 4)}, out
-
-
+            "seconds": round(seconds + time.perf_counter() - t0, 4)}, out

@@ -101,3 +101,21 @@ def test_a_dead_ranks_finished_records_are_merged_on_resume(data, tmp_path):
     done = {(r["type"], r["file"]): r["seconds"] for r in read_records(out / "records.jsonl")[0]}
     assert all(done[(r["type"], r["file"])] == r["seconds"] for r in recs)  # kept, not recomputed
     assert [r["psnr"] for r in again.records] == [r["psnr"] for r in full.records]
+
+
+def test_overlapped_scoring_gives_the_same_records(data):
+    from harness.data.cdd11 import iter_loaded, scan
+    from harness.evaluation import EvalConfig, scored
+    from harness.producers import build_method_runs
+
+    cfg = EvalConfig(methods=("onerestore",), modes=("text",), batch=2).validate()
+    (run,), _ = build_method_runs(cfg, __import__("torch").device("cpu"), lambda m: None)
+    pairs = scan(data).pairs
+
+    def records(overlap: bool) -> list[tuple]:
+        return [(lp.pair.key, rec["psnr"], rec["ssim"], rec["status"])
+                for lp, rec, _ in scored(run, iter_loaded(pairs, workers=0), "cdd11", overlap=overlap)]
+
+    plain, overlapped = records(False), records(True)
+    assert plain == overlapped and len(plain) == 9
+    assert [k for k, *_ in plain] == [p.key for p in pairs]  # in order
