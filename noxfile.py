@@ -32,7 +32,7 @@ def gate(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    session.run("ruff", "check", "harness", "baselines", "vlur", "tests", "benchmarks", "noxfile.py")
+    session.run("ruff", "check", "harness", "baselines", "vlur", "tests", "benchmarks", "experiments", "noxfile.py")
 
 
 @nox.session
@@ -43,6 +43,6 @@ def bench(session: nox.Session) -> None:
 
 @nox.session(name="eval")
 def eval_(session: nox.Session) -> None:
-    session.run("python", "-m", "harness.reports", *session.posargs)
+    session.run("python", "-m", "harness.regenerate", *session.posargs)
     session.run("python", "-m", "pytest", "-q", "-m", "slow", "-p", "no:cacheprovider", "-o",
                 "addopts=--benchmark-skip")

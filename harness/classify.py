@@ -20,7 +20,6 @@ import argparse
 import json
 import sys
 import time
-import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -32,7 +31,7 @@ from harness.degradations import CLEAR, parse_types
 from harness.evaluation import check_device, default_data_root
 from harness.producers import _to_tensor
 from harness.protocol import DegradationClassifier
-from harness.records import RecordStore
+from harness.records import RecordStore, error_text
 from harness.weights import WeightsError
 
 DEFAULT_OUT = Path("runs/classify")
@@ -104,9 +103,7 @@ def classify_record(name: str, weights: str, clf: DegradationClassifier, lp: Loa
         if len(pred) != 1 or not isinstance(pred[0], str):
             raise ValueError(f"classify returned {pred!r} for one image; expected one type name")
     except Exception as e:  # noqa: BLE001 - one bad image must not end the run
-        last = traceback.extract_tb(e.__traceback__)[-1] if e.__traceback__ else None
-        where = f" (at {Path(last.filename).name}:{last.lineno})" if last else ""
-        return {**base, "status": "failed", "error": f"{p.degraded}: {type(e).__name__}: {e}{where}",
+        return {**base, "status": "failed", "error": error_text(e, p.degraded),
                 "seconds": round(time.perf_counter() - t0, 4)}
     return {**base, "status": "ok", "error": None, "predicted": pred[0], "seconds": round(time.perf_counter() - t0, 4)}
 

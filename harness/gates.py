@@ -41,7 +41,8 @@ from pathlib import Path
 from tabulate import tabulate
 
 from harness import cli
-from harness.cdd11 import TABLE1_ORDER, TYPES, parse_types
+from harness.degradations import TABLE1_ORDER, TYPES, parse_types
+from harness.fileio import write_text_atomic
 from harness.results import INPUT_METHOD
 
 SCHEMA = 1
@@ -452,9 +453,7 @@ def _update(args, slice_: dict, old: dict | None, ev: Evaluation) -> int:
         print("compared with the previous baseline:")
         print(render(compare(old, ev, args.tolerance_psnr, args.tolerance_ssim)))
     args.baseline.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.baseline.with_name(args.baseline.name + ".tmp")
-    tmp.write_text(dumps_baseline(new), encoding="utf-8")
-    tmp.replace(args.baseline)
+    write_text_atomic(args.baseline, dumps_baseline(new))
     n = sum(len(pt) for pm in new["results"].values() for pt in pm.values())
     print(f"wrote {args.baseline}: {n} method/mode/type result(s)")
     return 0

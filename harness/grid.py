@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from harness import cli
-from harness.cdd11 import CLEAR, ROMAN, SHORT_NAMES, TABLE1_ORDER, parse_types
+from harness.degradations import CLEAR, ROMAN, SHORT_NAMES, TABLE1_ORDER, parse_types
 
 BACKGROUND = (255, 255, 255)
 TEXT = (0, 0, 0)

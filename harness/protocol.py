@@ -1,7 +1,7 @@
 """The small protocol every method implements; the harness knows methods only through it.
 
 Images are float32 tensors B×3×H×W with values in [0, 1], on the method's device. Degradation types are
-CDD-11 folder names (`harness.cdd11.TYPES`).
+CDD-11 folder names (`harness.degradations.TYPES`).
 """
 
 from __future__ import annotations

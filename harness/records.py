@@ -14,8 +14,11 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import traceback
 from collections.abc import Iterable
 from pathlib import Path
+
+from harness.fileio import write_text_atomic
 
 SCHEMA_VERSION = 1
 RECORDS_FILE = "records.jsonl"
@@ -24,6 +27,13 @@ TIMING_FIELDS = frozenset({"seconds"})
 
 class RunLockedError(RuntimeError):
     pass
+
+
+def error_text(exc: BaseException, path: str | os.PathLike | None = None) -> str:
+    """The `error` of a failed record: one line naming the input file, the exception and where it was raised."""
+    last = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+    where = f" (at {Path(last.filename).name}:{last.lineno})" if last else ""
+    return f"{f'{path}: ' if path is not None else ''}{type(exc).__name__}: {exc}{where}"
 
 
 def record_key(rec: dict) -> tuple[str, str, str, str]:
@@ -81,9 +91,7 @@ def read_records(path: Path, repair: bool = False) -> tuple[list[dict], list[str
             warnings.append(f"{path}: dropped a {where} ({len(line)} bytes); that image will be redone")
         pos += len(line)
     if repair and warnings:
-        tmp = path.with_name(path.name + ".repair")
-        tmp.write_text("".join(dumps(r) + "\n" for r in records), encoding="utf-8")
-        os.replace(tmp, path)
+        write_text_atomic(path, "".join(dumps(r) + "\n" for r in records))
     return records, warnings
 
 
@@ -163,10 +171,8 @@ class RecordStore:
         keep = [r for k, r in self.records.items() if k not in stale_keys]
         with open(self.stale_path, "a", encoding="utf-8") as f:
             f.writelines(dumps(r) + "\n" for r in moved)
-        tmp = self.path.with_name(RECORDS_FILE + ".tmp")
-        tmp.write_text("".join(dumps(r) + "\n" for r in keep), encoding="utf-8")
-        self._fh.close()
-        os.replace(tmp, self.path)
+        write_text_atomic(self.path, "".join(dumps(r) + "\n" for r in keep))
+        self._fh.close()  # it appended to the replaced file: reopen on the new one
         self._fh = open(self.path, "a", encoding="utf-8")
         self.records = {record_key(r): r for r in keep}
 

@@ -45,8 +45,9 @@ import numpy as np
 from PIL import Image
 
 from harness import cli, report_assets, results
-from harness.cdd11 import CLEAR, ROMAN, SHORT_NAMES, TABLE1_ORDER
-from harness.results import AVG, DEMO_MARK, INPUT_METHOD
+from harness.degradations import CLEAR, ROMAN, SHORT_NAMES, TABLE1_ORDER
+from harness.fileio import replace_atomic, write_text_atomic
+from harness.results import AVG, DEMO_MARK, DEMO_NOTE, INPUT_METHOD, SIG_MARK
 
 REPORT_FILE = "report.html"
 REPORT_DIR = "report"
@@ -57,7 +58,6 @@ GT_KEY = "_gt"
 THUMB_SIZE = 320
 THUMB_QUALITY = 85
 PER_PAGE = 25
-SIG_MARK = "‡"
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
            "#17becf")
 FLOOR_COLOUR = "#9aa5ad"
@@ -106,13 +106,7 @@ def _write_thumb(im: Image.Image, path: Path) -> Path:
     im = im.convert("RGB")
     im.thumbnail((THUMB_SIZE, THUMB_SIZE), Image.Resampling.LANCZOS)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    try:
-        im.save(tmp, format="JPEG", quality=THUMB_QUALITY)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    replace_atomic(path, lambda tmp: im.save(tmp, format="JPEG", quality=THUMB_QUALITY))
     return path
 
 
@@ -263,7 +257,7 @@ def table1_html(agg: dict[str, dict], significance: dict[str, set[str]] | None) 
                      "images, 95% interval of the difference contains 0; <code>harness.stats</code>)."
                      + ("" if any(significance.values()) else f" No {SIG_MARK}: every testable PSNR differs."))
     if any(DEMO_MARK in c for c in columns):
-        notes.append(f"{DEMO_MARK} demo weights trained by vlur-harness on cdd11-mini, not the authors' weights.")
+        notes.append(DEMO_NOTE)
     failed = {c: agg[c][AVG]["failed"] for c in columns if agg[c][AVG].get("failed")}
     if failed:
         notes.append("Failed images (excluded from the means): "
@@ -619,8 +613,8 @@ def provenance_html(run_dir: Path, run_info: dict, summary: dict, records: list[
             rows.append(f"<tr><td>{_esc(m)}{demo}</td><td>{_esc(', '.join(kinds))}</td><td>{ftxt or '–'}</td></tr>")
         items.append(("Weights", '<table class="data" id="weights"><thead><tr><th>Method</th><th>Weights</th>'
                                  f"<th>Files (sha256)</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
-                      + (f'<p class="note">{DEMO_MARK} demo weights trained by vlur-harness on cdd11-mini, not the '
-                         "authors' weights.</p>" if any("demo" in k for k in weights_kind.values()) else "")))
+                      + (f'<p class="note">{_esc(DEMO_NOTE)}</p>' if any("demo" in k for k in weights_kind.values())
+                         else "")))
     if timing:
         s = (timing[0].get("settings") or {})
         items.append(("Timing", _esc(f"{timing[0].get('device', '?')}, {timing[0].get('dtype', '?')}, "
@@ -846,11 +840,7 @@ def write_report(run_dir: Path, *, thumbs: bool = True, log: Log = None) -> Path
     folder has neither records nor timing."""
     run_dir = Path(run_dir)
     text = render_page(run_dir, thumbs=thumbs, log=log)
-    out = run_dir / REPORT_FILE
-    tmp = out.with_name(out.name + ".part")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, out)
-    return out
+    return write_text_atomic(run_dir / REPORT_FILE, text)
 
 
 # ------------------------------------------------------------------------------------------ headless check

@@ -22,6 +22,7 @@ from harness.data.cdd11 import IMAGE_EXTENSIONS, ImageReadError, read_rgb8
 from harness.degradations import TYPES
 from harness.evaluation import ConfigError, check_device
 from harness.producers import model_producer
+from harness.records import error_text
 
 
 def restore_paths(method: str, inputs: Sequence[Path], outputs: Sequence[Path], *, type_name: str | None = None,
@@ -52,7 +53,7 @@ def restore_paths(method: str, inputs: Sequence[Path], outputs: Sequence[Path], 
             Image.fromarray(metrics.to_uint8(out)[0]).save(dst, format="PNG")
             done.append((dst, pred, None))
         except (ImageReadError, OSError, RuntimeError, ValueError) as e:
-            done.append((dst, None, f"{src}: {type(e).__name__}: {e}"))
+            done.append((dst, None, error_text(e, src)))
     return done
 
 

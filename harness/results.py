@@ -28,6 +28,10 @@ from harness.records import RECORDS_FILE, latest, read_records
 
 AVG = "average"
 DEMO_MARK = "†"
+#: the footnote of every table or page that shows the mark
+DEMO_NOTE = f"{DEMO_MARK} demo weights trained by vlur-harness on cdd11-mini, not the authors' weights."
+#: marks a PSNR not significantly different from the best of its row (harness.stats)
+SIG_MARK = "‡"
 INPUT_METHOD = "identity"
 MODE_ORDER = {"auto": 0, "text": 1}
 RUN_FILE = "run.json"

@@ -29,7 +29,7 @@ import numpy as np
 from tabulate import tabulate
 
 from harness import cli, results
-from harness.cdd11 import ROMAN, SHORT_NAMES, TABLE1_ORDER
+from harness.degradations import ROMAN, SHORT_NAMES, TABLE1_ORDER
 from harness.results import AVG, METRICS, Scores, common_types
 
 DEFAULT_RESAMPLES = 2000

@@ -24,11 +24,10 @@ import numpy as np
 from tabulate import tabulate
 
 from harness import cli, results
-from harness.cdd11 import ROMAN, SHORT_NAMES, TABLE1_ORDER
+from harness.degradations import ROMAN, SHORT_NAMES, TABLE1_ORDER
 from harness.records import RECORDS_FILE
-from harness.results import AVG, DEMO_MARK, aggregate, method_labels
-
-SIG_MARK = "‡"
+from harness.results import AVG, DEMO_MARK, DEMO_NOTE, SIG_MARK, aggregate, method_labels
+from harness.texutil import tex_escape
 
 
 def _rank_marks(values: dict[str, float], digits: int, floor: float | None = None) -> dict[str, str]:
@@ -103,7 +102,7 @@ def _footnotes(agg: dict[str, dict], significance: dict[str, set[str]] | None = 
     if sig_note:
         notes.append(sig_note)
     if any(DEMO_MARK in c for c in agg):
-        notes.append(f"{DEMO_MARK} demo weights trained by vlur-harness on cdd11-mini, not the authors' weights.")
+        notes.append(DEMO_NOTE)
     failed = {c: v[AVG]["failed"] for c, v in agg.items() if v[AVG]["failed"]}
     if failed:
         notes.append("Failed images (excluded from the means): "
@@ -128,11 +127,6 @@ def render_markdown(agg: dict[str, dict], psnr_digits: int = 2, ssim_digits: int
     return text + "\n" + ("\n" + "\n".join(notes) + "\n" if notes else "")
 
 
-def _tex_escape(s: str) -> str:
-    return (s.replace("_", r"\_").replace("&", r"\&").replace("%", r"\%").replace(DEMO_MARK, r"$^\dagger$")
-            .replace(SIG_MARK, r"$^\ddagger$"))
-
-
 def render_latex(agg: dict[str, dict], psnr_digits: int = 2, ssim_digits: int = 4, *,
                  significance: dict[str, set[str]] | None = None) -> str:
     columns, rows = table1_rows(agg, psnr_digits, ssim_digits)
@@ -140,13 +134,13 @@ def render_latex(agg: dict[str, dict], psnr_digits: int = 2, ssim_digits: int = 
     out = io.StringIO()
     out.write("% requires \\usepackage{booktabs}\n")
     out.write("\\begin{tabular}{l" + "c" * len(columns) + "}\n\\toprule\n")
-    out.write("Degradation & " + " & ".join(_tex_escape(c) for c in columns) + " \\\\\n\\midrule\n")
+    out.write("Degradation & " + " & ".join(tex_escape(c) for c in columns) + " \\\\\n\\midrule\n")
     for i, (label, cells) in enumerate(rows):
         if i == len(rows) - 1:
             out.write("\\midrule\n")
-        vals = [_sig(_tex_mark(p, pm), keys[i], c, significance).replace(SIG_MARK, r"$^\ddagger$")
+        vals = [_sig(_tex_mark(p, pm), keys[i], c, significance).replace(SIG_MARK, tex_escape(SIG_MARK))
                 + f" / {_tex_mark(s, sm)}" for c, (p, pm, s, sm) in ((c, cells[c]) for c in columns)]
-        out.write(_tex_escape(label) + " & " + " & ".join(vals) + " \\\\\n")
+        out.write(tex_escape(label) + " & " + " & ".join(vals) + " \\\\\n")
     out.write("\\bottomrule\n\\end{tabular}\n")
     for n in _footnotes(agg, significance):
         out.write("% " + n + "\n")

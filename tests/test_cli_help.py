@@ -12,7 +12,7 @@ from harness.tables import render_markdown, render_published, table1_rows
 
 COMMANDS = ["harness.run", "harness.release", "harness.restore", "harness.classify", "harness.gates",
             "harness.tables", "harness.stats", "harness.confusion", "harness.grid", "harness.metrics",
-            "harness.timing", "harness.tiling", "harness.synth", "harness.data.mini", "harness.reports",
+            "harness.timing", "harness.data.synth", "harness.data.mini", "harness.regenerate",
             "harness.report_html", "vlur.train", "vlur.train_classifier"]
 
 

@@ -1,8 +1,6 @@
-"""harness.tiling: grid, exact stitching for local models, OOM fallback, PSNR cost."""
+"""harness.tiling: grid, exact stitching for local models, OOM fallback (the PSNR-cost study: test_experiments)."""
 
 from __future__ import annotations
-
-import math
 
 import pytest
 import torch
@@ -10,12 +8,12 @@ from torch import nn
 
 from harness.tiling import (
     is_oom_error,
+    oom_reason,
     restore_with_fallback,
     tile_count,
     tile_starts,
     tiled_fn,
     tiled_restore,
-    tiling_psnr_cost,
 )
 
 
@@ -154,56 +152,7 @@ def test_is_oom_error():
     assert not is_oom_error(ValueError("out of memory"))  # only runtime/memory errors count
 
 
-def test_tiling_psnr_cost_zero_for_an_exact_model():
-    model = conv_stack(depth=2)
-    g = torch.Generator().manual_seed(3)
-    pairs = [(torch.rand(3, 40, 56, generator=g), torch.rand(3, 40, 56, generator=g)) for _ in range(2)]
-    with torch.no_grad():
-        res = tiling_psnr_cost(model, pairs, tile=24, overlap=8, blend="crop")
-    assert res["images"] == 2 and len(res["rows"]) == 2
-    assert res["rows"][0]["tiles"] == tile_count(40, 56, 24, 8)
-    assert abs(res["mean_cost_db"]) < 1e-6
-    assert res["rows"][0]["max_abs_diff"] < 1e-5
-    assert math.isinf(res["rows"][0]["psnr_tiled_vs_whole"]) or res["rows"][0]["psnr_tiled_vs_whole"] > 60
-    assert res["psnr_source"]
-
-
-def test_tiling_psnr_cost_measures_a_seam():
-    """A model with global context (subtracts the image mean) differs when tiled: the cost is reported."""
-
-    def global_model(t):
-        return (t - t.mean(dim=(-2, -1), keepdim=True) + 0.5).clamp(0, 1)
-
-    g = torch.Generator().manual_seed(4)
-    base = torch.linspace(0, 1, 64).view(1, 1, 64).expand(3, 48, 64)
-    x = (base + 0.05 * torch.rand(3, 48, 64, generator=g)).clamp(0, 1)
-    gt = global_model(x.unsqueeze(0))[0]
-    res = tiling_psnr_cost(global_model, [(x, gt)], tile=24, overlap=8)
-    assert res["rows"][0]["cost_db"] > 1.0
-    assert math.isfinite(res["rows"][0]["psnr_tiled_vs_whole"])
-
-
-def test_cost_on_data_cli(tmp_path):
-    """The tiling-cost command on a tiny layout with a pixel-local method: tiling costs nothing."""
-    import sys
-
-    from conftest import TESTS, make_layout
-
-    sys.path.insert(0, str(TESTS))
-    import methods_for_tests  # noqa: F401 - registers test-slow (x·0.95: pixel-local)
-
-    from harness.tiling import main
-
-    data = make_layout(tmp_path / "d", n=1, size=(96, 160), types=("haze", "low"))
-    out = tmp_path / "cost.md"
-    import os
-
-    os.environ["TEST_SLOW_SECONDS"] = "0"
-    assert main(["--methods", "test-slow", "--data", str(data), "--tile", "64", "--overlap", "16", "--limit", "1",
-                 "--out", str(out)]) == 0
-    import json
-
-    assert "| test-slow | 2 |" in out.read_text()
-    row = json.loads(out.with_suffix(".json").read_text())[0]
-    # pixel-local method: blending equal values changes at most a rare 8-bit rounding
-    assert row["images"] == 2 and abs(row["mean_cost_db"]) < 0.01
+def test_oom_reason_is_one_short_line():
+    assert oom_reason(RuntimeError("CUDA out of memory.\nmore")) == "RuntimeError: CUDA out of memory."
+    assert oom_reason(MemoryError()) == "MemoryError: "
+    assert len(oom_reason(RuntimeError("x" * 500))) == len("RuntimeError: ") + 200

@@ -6,13 +6,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from harness.cdd11 import TYPES
+from harness.checkpoints import check_checkpoint, make_checkpoint
+from harness.degradations import TYPES
 from vlur.restorer import (
     KEY_SIZE,
     PGCA,
     VLURRestorer,
-    check_checkpoint,
-    make_checkpoint,
     restorer_from_checkpoint,
 )
 

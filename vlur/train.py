@@ -82,7 +82,6 @@ import math
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import time
 import warnings
@@ -95,9 +94,11 @@ import numpy as np
 import torch
 
 from harness import cli
-from harness.cdd11 import TYPES
+from harness.checkpoints import check_checkpoint, make_checkpoint, save_checkpoint
+from harness.degradations import TYPES
+from harness.provenance import count_parameters, git_commit
 from vlur.data_stream import GlobalOrderSampler, TrainSet, collate, epoch_order, sample_crops
-from vlur.restorer import VLURRestorer, check_checkpoint, make_checkpoint
+from vlur.restorer import VLURRestorer
 
 ARCHS = ("vlur", "onerestore")
 TYPE_TABLE_SEED = 0
@@ -290,7 +291,7 @@ class ModelRunner:
     def __call__(self, x: torch.Tensor, types: Sequence[str]) -> torch.Tensor:
         if self.arch == "vlur":
             return self.model.forward_types(x, types)
-        from harness.cdd11 import type_index
+        from harness.degradations import type_index
 
         emb = self.type_table[[type_index(t) for t in types]].to(x)
         return self.model(x, emb)
@@ -359,22 +360,6 @@ def validate(runner: ModelRunner, data: PairData, samples: Sequence[Sample], cro
 
 # ----------------------------------------------------------------------------------------------------------
 # helpers
-
-
-def atomic_save(obj: object, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def git_commit() -> str:
-    try:
-        r = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parents[1],
-                           capture_output=True, text=True, timeout=10)
-        return r.stdout.strip() if r.returncode == 0 and r.stdout.strip() else "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def load_sc(path: str | None, seed: int, log):
@@ -585,7 +570,7 @@ def _train(args: argparse.Namespace, out: Path, log, env) -> int:
     type_table = onerestore_type_table(text_features) if args.arch == "onerestore" else None
     runner = ModelRunner(args.arch, model, type_table.to(device) if type_table is not None else None)
     criterion = VLURLossLazy(args.vgg, args.smooth_l1_beta).get().to(device)
-    log(f"model {args.arch}: {sum(p.numel() for p in model.parameters())} parameters; CDRL VGG-16 weights: "
+    log(f"model {args.arch}: {count_parameters(model)} parameters; CDRL VGG-16 weights: "
         f"{criterion.vgg_source}")
     opt = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.999))
     scaler = torch.amp.GradScaler(device.type, enabled=args.amp == "fp16")
@@ -730,7 +715,7 @@ def _train(args: argparse.Namespace, out: Path, log, env) -> int:
                     bar.write(line, file=sys.stderr)
                 rng_states = D.gather_rng_states(env)  # every rank takes part
                 if env.main:
-                    atomic_save(checkpoint(rng_states), last)
+                    save_checkpoint(checkpoint(rng_states), last)
                 if over_time and step < total:
                     stopped_early = True
                     log(f"--max-minutes {args.max_minutes} reached: stopping at step {step}/{total}", echo=True)
@@ -740,13 +725,13 @@ def _train(args: argparse.Namespace, out: Path, log, env) -> int:
     elapsed = time.perf_counter() - t0
     if not env.main:
         return 0
-    atomic_save(checkpoint(), out / "model.pt")
+    save_checkpoint(checkpoint(), out / "model.pt")
     # both archs: the SC drives auto mode (for onerestore through its type table)
     sc_meta = {**getattr(sc, "meta", {}), "used_by": str(out / "model.pt")}
     if sc_info["source"]:
         shutil.copyfile(sc_info["source"], out / "sc.pt")
     else:
-        atomic_save(sc.to_checkpoint(sc_meta), out / "sc.pt")
+        save_checkpoint(sc.to_checkpoint(sc_meta), out / "sc.pt")
     if not history or history[-1]["step"] != step:  # resumed at the end: nothing new
         vpsnr, ipsnr = validate(runner, val, val_samples, args.val_crop) if val_samples else (math.nan, math.nan)
     else:

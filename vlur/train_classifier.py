@@ -46,7 +46,9 @@ import torch
 import torch.nn.functional as F
 
 from harness import cli
-from harness.cdd11 import TYPES
+from harness.checkpoints import save_checkpoint
+from harness.degradations import TYPES
+from harness.provenance import git_commit
 from vlur.classifier import (
     TINY_CLIP,
     SceneClassifier,
@@ -57,7 +59,7 @@ from vlur.classifier import (
     resize_shorter,
     tokenize,
 )
-from vlur.train import atomic_save, git_commit, split_val_names
+from vlur.train import split_val_names
 
 
 def prepare(image_u8: torch.Tensor, size: int, crop: bool) -> torch.Tensor:
@@ -246,7 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "val_scenes": sorted(val_names), "val_acc": val_acc, "history": history, "git_commit": git_commit(),
             "pretrained": info["pretrained"], "clip": args.clip, "freeze_text": freeze_text,
             "torch": torch.__version__, "trained": bool(args.steps)}
-    atomic_save(sc.to_checkpoint(meta), args.out)
+    save_checkpoint(sc.to_checkpoint(meta), args.out)
     mb = args.out.stat().st_size / 1e6
     print(f"VLUR-SC DONE clip={args.clip} pretrained={info['pretrained']} steps={args.steps} "
           f"time={time.perf_counter() - t0:.0f}s val_acc={100 * val_acc:.1f}% ({len(va_y)} images) "

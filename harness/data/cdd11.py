@@ -49,7 +49,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from harness.cdd11 import CLEAR, TYPES
+from harness.degradations import CLEAR, TYPES
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
 #: Largest image (pixels) that is decoded: 64 MP — 4K is 8.3 MP, CDD-11 0.78 MP. A larger one, or a tiny file

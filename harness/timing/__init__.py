@@ -14,11 +14,11 @@ columns only. API: `time_methods(...)` / `time_restorer(...)` → JSON-able reco
 
 Package layout, one concern per module (everything public is re-exported here):
 `config` sizes, dtypes, `TimingConfig`; `peaks` device peak FLOP/s, CPU estimate, Titan RTX floors;
-`measure` the timing loop and its statistics; `memory` peak memory; `flops` FLOP counting; `params` parameter
-counting; `backend` TF32 / autocast / channels_last / torch.compile set-up and the recorded settings;
-`restorer` one built restorer at each size (`time_restorer`, meta-device counting, `same_protocol`);
-`methods` methods from the registry (`time_methods`, `run_for_harness`); `io` timing.json/md/tex;
-`render` tables and notes; `cli` the command line (`__main__`).
+`measure` the timing loop and its statistics; `memory` peak memory; `flops` FLOP counting (parameter counting
+and the device name: `harness.provenance`); `backend` TF32 / autocast / channels_last / torch.compile set-up and
+the recorded settings; `restorer` one built restorer at each size (`time_restorer`, meta-device counting,
+`same_protocol`); `methods` methods from the registry (`time_methods`, `run_for_harness`); `io`
+timing.json/md/tex; `render` tables and notes; `cli` the command line (`__main__`).
 
 What is measured, for every method and size (W×H; 1080p = 1920×1080, 2k = 2560×1440, or any "WxH"):
 
@@ -87,6 +87,7 @@ Out of memory. If a size does not fit, the restorer (and `restore_auto`'s restor
 fit); the record says `tiled: true` with the tile, and the tables mark it with †.
 """
 
+from harness.provenance import count_parameters, device_name, modules_in
 from harness.timing.backend import Prepared, autocast_for, backend_settings, prepare, recorded_settings
 from harness.timing.cli import build_parser, main
 from harness.timing.config import (
@@ -104,7 +105,6 @@ from harness.timing.io import read_timing, write_timing
 from harness.timing.measure import measure, summarize
 from harness.timing.memory import PeakMemory
 from harness.timing.methods import run_for_harness, time_methods
-from harness.timing.params import count_parameters, modules_in
 from harness.timing.peaks import (
     CLAIM_DEVICE,
     GPU_PEAKS,
@@ -112,7 +112,6 @@ from harness.timing.peaks import (
     TITAN_RTX,
     DevicePeak,
     cpu_peak_tflops,
-    device_name,
     device_peak,
     find_gpu_peak,
     titan_floors,

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from harness.provenance import modules_in
 from harness.timing.config import AUTOCAST, TimingConfig
-from harness.timing.params import modules_in
 
 
 @contextlib.contextmanager

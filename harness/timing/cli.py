@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from harness.cdd11 import type_index
+    from harness.degradations import type_index
     from harness.registry import UnknownMethodError, parse_methods
 
     try:

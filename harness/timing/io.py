@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from harness.fileio import write_text_atomic
 from harness.timing.render import render_timing_table
 
 
@@ -20,9 +20,7 @@ def write_timing(records: Sequence[dict], out: str | Path) -> list[Path]:
     texts = [json.dumps({"timing": list(records)}, indent=1, default=str) + "\n", md + "\n\n" + detail + "\n",
              render_timing_table(records, "tex") + "\n"]
     for path, text in zip(paths, texts):  # atomic: a run killed mid-write leaves the previous complete file
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        write_text_atomic(path, text)
     return paths
 
 

@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
 import torch
 
+from harness.fileio import write_text_atomic
 from harness.tiling import free_memory
 from harness.timing.config import TimingConfig
 from harness.timing.io import write_timing
@@ -117,9 +117,7 @@ def run_for_harness(methods: Sequence[str], out: str | Path, args=None, *, sizes
         else:
             if isinstance(data, dict):
                 data["timing"] = records
-                tmp = summary.with_name(summary.name + ".timing.tmp")
-                tmp.write_text(json.dumps(data, indent=1, default=str))
-                os.replace(tmp, summary)
+                write_text_atomic(summary, json.dumps(data, indent=1, default=str))
     if log:
         log(render_timing_table(records, "md"))
     return records

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import platform
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from harness.provenance import device_name
 
 #: The VL-UR paper's speed claims on a Titan RTX, ms, keyed by (width, height).
 PAPER_CLAIMS_MS: dict[tuple[int, int], float] = {(1920, 1080): 10.0, (2560, 1440): 20.0}
@@ -68,24 +69,23 @@ def find_gpu_peak(device_name: str) -> DevicePeak | None:
     return None
 
 
-def _cpuinfo() -> tuple[str, set[str], float | None]:
-    """(model name, SIMD flags, max MHz seen) from /proc/cpuinfo; empty where unavailable."""
-    model, flags, mhz = platform.processor() or "CPU", set(), None
+def _cpuinfo() -> tuple[set[str], float | None]:
+    """(SIMD flags, max MHz seen) from /proc/cpuinfo; empty where unavailable (the model name:
+    `harness.provenance.cpu_model`)."""
+    flags, mhz = set(), None
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return model, flags, mhz
+        return flags, mhz
     for line in text.splitlines():
         k, _, v = line.partition(":")
         k, v = k.strip(), v.strip()
-        if k == "model name" and v:
-            model = v
-        elif k in ("flags", "Features") and not flags:
+        if k in ("flags", "Features") and not flags:
             flags = set(v.split())
         elif k == "cpu MHz":
             with contextlib.suppress(ValueError):
                 mhz = max(mhz or 0.0, float(v))
-    return model, flags, mhz
+    return flags, mhz
 
 
 def _cpu_max_ghz() -> tuple[float, str]:
@@ -94,7 +94,7 @@ def _cpu_max_ghz() -> tuple[float, str]:
         return khz / 1e6, "cpufreq max"
     except (OSError, ValueError):
         pass
-    _, _, mhz = _cpuinfo()
+    _, mhz = _cpuinfo()
     if mhz:
         return mhz / 1e3, "/proc/cpuinfo MHz"
     return 4.0, "assumed 4 GHz"
@@ -102,7 +102,7 @@ def _cpu_max_ghz() -> tuple[float, str]:
 
 def cpu_peak_tflops(dtype: str, threads: int) -> tuple[float, str]:
     """Rough upper estimate of the CPU's peak TFLOP/s over `threads` cores (see the module doc)."""
-    _, flags, _ = _cpuinfo()
+    flags, _ = _cpuinfo()
     ghz, ghz_src = _cpu_max_ghz()
     if "avx512f" in flags:
         per_cycle, simd = 64, "AVX-512"
@@ -121,23 +121,13 @@ def cpu_peak_tflops(dtype: str, threads: int) -> tuple[float, str]:
     return value, f"estimate: {threads} threads × {ghz:.2f} GHz ({ghz_src}) × {per_cycle} FLOP/cycle ({simd})"
 
 
-def device_name(device: str | torch.device) -> str:
-    dev = torch.device(device)
-    if dev.type == "cuda":
-        return torch.cuda.get_device_name(dev)
-    if dev.type == "meta":
-        return "meta (FLOPs only)"
-    model, _, _ = _cpuinfo()
-    return f"CPU ({model})"
-
-
 def device_peak(device: str | torch.device, dtype: str, override: float | None = None) -> tuple[float | None, str]:
     """(peak TFLOP/s, where it comes from) for the device and dtype."""
     if override:
         return float(override), "--peak-tflops"
     dev = torch.device(device)
     if dev.type == "cuda":
-        name = torch.cuda.get_device_name(dev)
+        name = device_name(dev)
         peak = find_gpu_peak(name)
         if peak is None:
             return None, f"unknown GPU {name!r}: pass --peak-tflops"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from harness.texutil import tex_escape
 from harness.timing.config import size_label
 from harness.timing.peaks import CLAIM_DEVICE, PAPER_CLAIMS_MS
 
@@ -16,15 +17,6 @@ def _size_keys(records: Sequence[dict]) -> list[str]:
             if k not in keys:
                 keys.append(k)
     return keys
-
-
-_TEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-                "±": r"$\pm$", "†": r"$^\dagger$", "×": r"$\times$", "−": "-", "–": "--"}
-
-
-def _tex(s: str) -> str:
-    return "".join(_TEX_ESCAPES.get(c, c) for c in str(s))
 
 
 def _fmt(v, digits: int = 1) -> str:
@@ -66,9 +58,9 @@ def render_timing_table(records: Sequence[dict], fmt: str = "md", *, detail: boo
 
     tex = fmt in ("tex", "latex")
     tfmt = "pipe" if fmt == "md" else fmt
-    esc = _tex if tex else str
+    esc = tex_escape if tex else str
     pm = r" $\pm$ " if tex else " ± "
-    dagger = r"$^\dagger$" if tex else "†"
+    dagger = tex_escape("†") if tex else "†"
     ok = [r for r in records if not r.get("error")]
     keys = _size_keys(ok)
     rows: list[list[str]] = []
@@ -132,7 +124,7 @@ def render_timing_table(records: Sequence[dict], fmt: str = "md", *, detail: boo
         return table
     lines = timing_notes(records, detail=detail)
     if tex:
-        return table + "\n" + "\n".join(r"\par\noindent{\footnotesize " + _tex(n) + "}" for n in lines)
+        return table + "\n" + "\n".join(r"\par\noindent{\footnotesize " + tex_escape(n) + "}" for n in lines)
     return table + "\n\n" + "\n".join(f"- {n}" for n in lines)
 
 

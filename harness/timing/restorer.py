@@ -8,14 +8,22 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from harness.tiling import TilingInfo, free_memory, is_oom_error, restore_with_fallback, tiled_fn, tiled_restore
+from harness.provenance import count_parameters, device_name
+from harness.tiling import (
+    TilingInfo,
+    free_memory,
+    is_oom_error,
+    oom_reason,
+    restore_with_fallback,
+    tiled_fn,
+    tiled_restore,
+)
 from harness.timing.backend import Prepared, autocast_for, backend_settings, prepare, recorded_settings
 from harness.timing.config import TimingConfig, parse_sizes, size_label
 from harness.timing.flops import count_flops, flop_counter, sampler_steps
 from harness.timing.measure import measure
 from harness.timing.memory import PeakMemory
-from harness.timing.params import count_parameters
-from harness.timing.peaks import device_name, device_peak, titan_floors
+from harness.timing.peaks import device_peak, titan_floors
 
 
 def _make_batch(cfg: TimingConfig, width: int, height: int) -> torch.Tensor:
@@ -59,10 +67,6 @@ def _per_step(restorer, flops: dict, timing: dict | None = None) -> dict:
     return out
 
 
-def _oom_reason(e: BaseException) -> str:
-    return f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
-
-
 def _time_size(restorer, prep: Prepared, cfg: TimingConfig, key: str, width: int, height: int,
                text_ok: bool, peak: float | None, clock, log) -> dict:
     dev = torch.device(cfg.device)
@@ -86,7 +90,7 @@ def _time_size(restorer, prep: Prepared, cfg: TimingConfig, key: str, width: int
         except Exception as e:  # noqa: BLE001
             if not is_oom_error(e):
                 raise
-            tiling.reason = _oom_reason(e)
+            tiling.reason = oom_reason(e)
         else:
             probed_warm["restorer"] = not compiled
     if cfg.force_tiled or tiling.reason:
@@ -125,7 +129,7 @@ def _time_size(restorer, prep: Prepared, cfg: TimingConfig, key: str, width: int
                 free_memory(dev)
                 total_tiled = True
                 if not tiling.tiled:
-                    tiling = TilingInfo(True, cfg.tile, cfg.overlap, cfg.blend, None, _oom_reason(e))
+                    tiling = TilingInfo(True, cfg.tile, cfg.overlap, cfg.blend, None, oom_reason(e))
         if total_tiled:
             classify = prep.classify
             restore_fn = prep.restore
