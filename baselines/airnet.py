@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import deform_conv2d
 
-from harness.registry import MethodOptions, register
+from harness.registry import MethodInfo, MethodOptions, Paper, register
 from harness.weights import (
     MissingWeightsError,
     WeightsError,
@@ -38,8 +38,20 @@ from harness.weights import (
     strip_prefix,
 )
 
-WEIGHTS_FILE = "All.pth"
-PUBLISHED_AT = "https://github.com/XLearning-SCU/2022-CVPR-AirNet (checkpoint link in the README)"
+INFO = MethodInfo(
+    display="AirNet",
+    paper=Paper("All-In-One Image Restoration for Unknown Corruption", "CVPR", 2022),
+    code="https://github.com/XLearning-SCU/2022-CVPR-AirNet",
+    licence="not stated",
+    files=("All.pth",),
+    checkpoint_format="plain state_dict (CBDE `E.` + DGRN `R.`; MoCo queue 256×K, resized on load)",
+    published_at="https://github.com/XLearning-SCU/2022-CVPR-AirNet (checkpoint link in the README)",
+    modes=("auto", "text"),
+    blind=True,
+    adapter="[0,1] input at any size (the official test crops to multiples of 16; not needed here); type ignored",
+)
+WEIGHTS_FILE = INFO.files[0]
+PUBLISHED_AT = INFO.published_at
 
 _SLOPE = 0.1  # every LeakyReLU in AirNet uses a negative slope of 0.1
 _QUEUE_KEY = "E.E.queue"
@@ -330,7 +342,7 @@ def _weights_path(opts: MethodOptions) -> Path:
 @register(
     "airnet",
     description="AirNet (CVPR 2022): blind all-in-one restoration, CBDE + DGRN, official All.pth",
-    modes=("auto", "text"),
+    info=INFO,
 )
 def create(opts: MethodOptions) -> AirNetRestorer:
     """AirNet with the authors' `All.pth` (from `opts.weights`, else `opts.weights_dir`); no demo weights.

@@ -49,7 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.registry import MethodOptions, check_method_args, register
+from harness.registry import MethodInfo, MethodOptions, Paper, check_method_args, register
 from harness.weights import (
     MissingWeightsError,
     extract_state_dict,
@@ -58,10 +58,22 @@ from harness.weights import (
     strip_prefix,
 )
 
+INFO = MethodInfo(
+    display="Fourmer",
+    paper=Paper("Fourmer: An Efficient Global Modeling Paradigm for Image Restoration", "ICML", 2023),
+    code="https://github.com/manman1995/Fourmer",
+    licence="not stated",
+    files=("0_bestavg.pth",),
+    checkpoint_format="plain state_dict (LOL low-light weights)",
+    published_at="https://github.com/manman1995/Fourmer (file LLIE/pretrain/LOL/0_bestavg.pth in the repository)",
+    modes=("auto", "text"),
+    blind=True,
+    adapter="[0,1] input; reflect-pad to a multiple of 4 instead of the loader's resize; clamp",
+)
 #: Where the authors publish the checkpoint (inside the repository).
-PUBLISHED_AT = "https://github.com/manman1995/Fourmer (file LLIE/pretrain/LOL/0_bestavg.pth in the repository)"
+PUBLISHED_AT = INFO.published_at
 #: File name of the released checkpoint.
-CHECKPOINT_NAME = "0_bestavg.pth"
+CHECKPOINT_NAME = INFO.files[0]
 
 #: The official loader brings every image to multiples of 4; the adapter pads to them instead.
 SIZE_MULTIPLE = 4
@@ -292,7 +304,7 @@ class FourmerRestorer:
 @register(
     "fourmer",
     description="Fourmer (ICML 2023), official LOL low-light weights 0_bestavg.pth; blind, text ignored",
-    modes=("auto", "text"),
+    info=INFO,
 )
 def create(opts: MethodOptions) -> FourmerRestorer:
     """Fourmer from --weights, or --weights-dir/0_bestavg.pth; `random_weights` builds it with seed 0."""

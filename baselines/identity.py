@@ -4,7 +4,21 @@ from __future__ import annotations
 
 import torch
 
-from harness.registry import MethodOptions, register
+from harness.registry import MethodInfo, MethodOptions, register
+
+INFO = MethodInfo(
+    display="Input (identity)",
+    paper=None,
+    code="none (no model: the degraded input itself)",
+    licence="n/a",
+    files=(),
+    checkpoint_format="no weights",
+    published_at="n/a",
+    modes=("auto", "text"),
+    blind=True,
+    adapter="returns the degraded input unchanged",
+    without_weights="the Input row",
+)
 
 
 class Identity:
@@ -17,6 +31,6 @@ class Identity:
         return self
 
 
-@register("identity", description="returns the degraded input (the Input row)", modes=("auto", "text"))
+@register("identity", description="returns the degraded input (the Input row)", info=INFO)
 def create(opts: MethodOptions) -> Identity:
     return Identity()

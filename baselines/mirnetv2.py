@@ -58,7 +58,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.registry import MethodArgError, MethodOptions, check_method_args, register
+from harness.registry import MethodArgError, MethodInfo, MethodOptions, Paper, check_method_args, register
 from harness.weights import (
     MissingWeightsError,
     extract_state_dict,
@@ -68,13 +68,26 @@ from harness.weights import (
     strip_prefix,
 )
 
-#: Where the authors publish the checkpoints.
-PUBLISHED_AT = (
-    "https://github.com/swz30/MIRNetv2/releases/tag/v1.0.0 (release assets enhancement_lol.pth, "
-    "enhancement_fivek.pth, real_denoising.pth)"
+INFO = MethodInfo(
+    display="MIRNet-v2",
+    paper=Paper("Learning Enriched Features for Fast Image Restoration and Enhancement", "TPAMI", 2022),
+    code="https://github.com/swz30/MIRNetv2",
+    licence="Academic Public License (non-commercial use only)",
+    files=("enhancement_lol.pth",),
+    checkpoint_format="BasicSR `{'params'}`",
+    published_at=(
+        "https://github.com/swz30/MIRNetv2/releases/tag/v1.0.0 (release assets enhancement_lol.pth, "
+        "enhancement_fivek.pth, real_denoising.pth)"
+    ),
+    modes=("auto", "text"),
+    blind=True,
+    adapter="[0,1] input; reflect-pad bottom/right to a multiple of 4, crop back, clamp (as Enhancement/test.py)",
+    weights_note="`--method-arg release=enhancement_fivek|real_denoising` picks another released file",
 )
+#: Where the authors publish the checkpoints.
+PUBLISHED_AT = INFO.published_at
 #: The released file the method loads by default from a weights folder.
-CHECKPOINT_NAME = "enhancement_lol.pth"
+CHECKPOINT_NAME = INFO.files[0]
 #: `--method-arg release=...` choices: the released files with the n_feat 80 / chan_factor 1.5 graph.
 RELEASES: dict[str, str] = {
     "enhancement_lol": CHECKPOINT_NAME,
@@ -349,7 +362,7 @@ _METHOD_ARGS = {"release": f"which released file to load from --weights-dir: {',
     "mirnetv2",
     description="MIRNet-v2 (TPAMI 2022), official release weights (default enhancement_lol.pth); "
     "blind, a given degradation type is ignored",
-    modes=("auto", "text"),
+    info=INFO,
 )
 def create(opts: MethodOptions) -> MIRNetV2Restorer:
     """MIRNet-v2 from --weights, or --weights-dir/<release file> (`--method-arg release=...`, default

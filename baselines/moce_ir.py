@@ -86,7 +86,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from baselines.layers import ChannelLayerNorm, ChannelSelfAttention, GatedFFN, merge_heads, split_heads
-from harness.registry import MethodArgError, MethodOptions, check_method_args, register
+from harness.registry import MethodArgError, MethodInfo, MethodOptions, Paper, check_method_args, register
 from harness.weights import (
     MissingWeightsError,
     WeightsError,
@@ -97,13 +97,26 @@ from harness.weights import (
     strip_prefix,
 )
 
-#: Where the authors publish the pretrained checkpoints.
-PUBLISHED_AT = (
-    "https://github.com/eduardzamfir/MoCE-IR (README, Usage: Google Drive folder with the pre-trained "
-    "checkpoints; CDD-11 MoCE-IR-S: MoCE_IR_S_CDD11/last.ckpt)"
+INFO = MethodInfo(
+    display="MoCE-IR",
+    paper=Paper("Complexity Experts are Task-Discriminative Learners for Any Image Restoration", "CVPR", 2025),
+    code="https://github.com/eduardzamfir/MoCE-IR",
+    licence="Apache-2.0",
+    files=("MoCE_IR_S_CDD11/last.ckpt",),
+    checkpoint_format="Lightning checkpoint, network under `net.` (MoCE-IR-S, the CDD-11 variant)",
+    published_at=(
+        "https://github.com/eduardzamfir/MoCE-IR (README, Usage: Google Drive folder with the pre-trained "
+        "checkpoints; CDD-11 MoCE-IR-S: MoCE_IR_S_CDD11/last.ckpt)"
+    ),
+    modes=("auto", "text"),
+    blind=True,
+    adapter="images run one at a time (each image its own experts); reflect-pad to a multiple of 8; clamp; "
+    "router noise std 0.25 from a generator seeded per image (`--method-arg routing_seed=N noise_std=S`)",
 )
+#: Where the authors publish the pretrained checkpoints.
+PUBLISHED_AT = INFO.published_at
 #: The released file, relative to --weights-dir (the release's own folder layout, `checkpoints/` stripped).
-CHECKPOINT_NAME = "MoCE_IR_S_CDD11/last.ckpt"
+CHECKPOINT_NAME = INFO.files[0]
 
 #: H and W must be divisible by this (three 2× down-samplings); the adapter pads other sizes.
 SIZE_MULTIPLE = 8
@@ -689,7 +702,7 @@ def _parse_args(opts: MethodOptions) -> tuple[int, float]:
         f" blind, text ignored; router noise std {OFFICIAL_NOISE_STD} seeded per image"
         f" (routing_seed={DEFAULT_ROUTING_SEED}, --method-arg routing_seed=N / noise_std=S)"
     ),
-    modes=("auto", "text"),
+    info=INFO,
 )
 def create(opts: MethodOptions) -> MoCEIRRestorer:
     """MoCE-IR-S from --weights, or --weights-dir/MoCE_IR_S_CDD11/last.ckpt (or --weights-dir/last.ckpt when

@@ -53,7 +53,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.registry import MethodOptions, check_method_args, register
+from harness.registry import MethodInfo, MethodOptions, Paper, check_method_args, register
 from harness.weights import (
     MissingWeightsError,
     extract_state_dict,
@@ -62,13 +62,27 @@ from harness.weights import (
     strip_prefix,
 )
 
-#: Where the authors publish the released checkpoints.
-PUBLISHED_AT = (
-    "https://github.com/c-yn/OKNet (Dehazing/README.md and Desnowing/README.md: Google Drive folder with the "
-    "ITS, OTS, CSD, SRRS and Snow100K models, .pkl files holding {'model': state_dict})"
+INFO = MethodInfo(
+    display="OKNet",
+    paper=Paper("Omni-Kernel Network for Image Restoration", "AAAI", 2024),
+    code="https://github.com/c-yn/OKNet",
+    licence="MIT",
+    files=("oknet.pkl",),
+    checkpoint_format="`{'model': state_dict}` .pkl",
+    published_at=(
+        "https://github.com/c-yn/OKNet (Dehazing/README.md and Desnowing/README.md: Google Drive folder with the "
+        "ITS, OTS, CSD, SRRS and Snow100K models, .pkl files holding {'model': state_dict})"
+    ),
+    modes=("auto", "text"),
+    blind=True,
+    adapter="[0,1] input; reflect-pad to a multiple of 4; the full-resolution output of the three scales; "
+    "clamp (as eval.py)",
+    weights_note="any of the released .pkl renamed, or `--weights FILE`",
 )
+#: Where the authors publish the released checkpoints.
+PUBLISHED_AT = INFO.published_at
 #: File name looked up in --weights-dir (the Drive folder does not fix one: save the chosen model under it).
-CHECKPOINT_NAME = "oknet.pkl"
+CHECKPOINT_NAME = INFO.files[0]
 
 #: The network needs H and W divisible by this; the adapter pads other sizes.
 SIZE_MULTIPLE = 4
@@ -308,7 +322,7 @@ class OKNetRestorer:
 @register(
     "oknet",
     description="OKNet (AAAI 2024), omni-kernel network, official weights ({'model'} .pkl); blind, text ignored",
-    modes=("auto", "text"),
+    info=INFO,
 )
 def create(opts: MethodOptions) -> OKNetRestorer:
     """OKNet from --weights, or --weights-dir/oknet.pkl; `random_weights` builds it with seed 0 instead."""

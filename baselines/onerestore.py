@@ -9,7 +9,7 @@ Two modules:
 * `OneRestore(channel=32)` — the restorer. `forward(x, embedding)` takes images B×3×H×W in [0, 1] (any H, W)
   and one 324-d scene embedding per image, and returns the restored images (not clamped).
 * `Embedder()` — the type table (12 learned 300-d word vectors → Linear → ReLU → 324-d, one row per type in
-  `harness.cdd11.ALL_TYPES` order), the text embedding of a type name (its table row) and the visual path
+  `harness.degradations.ALL_TYPES` order), the text embedding of a type name (its table row) and the visual path
   (ResNet-18 → 1×1 conv 512→1024 + BN + ReLU + Dropout2d → global average pool → Linear → 324-d, compared
   with the table by cosine similarity / 0.05). It is also this method's `DegradationClassifier`.
 
@@ -50,9 +50,10 @@ import torchvision
 from torch import nn
 
 from baselines.layers import ChannelLayerNorm, ChannelSelfAttention, GatedFFN, merge_heads, split_heads
-from harness.cdd11 import ALL_TYPES, type_index
+from harness import checkpoints
+from harness.degradations import ALL_TYPES, type_index
 from harness.protocol import classify_from_scores
-from harness.registry import MethodOptions, register
+from harness.registry import MethodInfo, MethodOptions, Paper, register
 from harness.weights import (
     MissingWeightsError,
     WeightsError,
@@ -62,9 +63,24 @@ from harness.weights import (
     strip_prefix,
 )
 
-PUBLISHED_AT = "https://github.com/gy65896/OneRestore (see its release / README links to the weights)"
-RESTORER_FILE = "onerestore_cdd-11.tar"
-EMBEDDER_FILE = "embedder_model.tar"
+INFO = MethodInfo(
+    display="OneRestore",
+    paper=Paper("OneRestore: A Universal Restoration Framework for Composite Degradation", "ECCV", 2024),
+    code="https://github.com/gy65896/OneRestore",
+    licence="not stated",
+    files=("onerestore_cdd-11.tar", "embedder_model.tar"),
+    checkpoint_format="plain state_dicts (restorer; embedder with the type table)",
+    published_at="https://github.com/gy65896/OneRestore (see its release / README links to the weights)",
+    modes=("auto", "text"),
+    blind=False,
+    adapter="[0,1] input at any size; text: the type's row of the embedder's table; auto: the embedder's "
+    "arg-max type (whole image resized to 224×224)",
+    demo_weights=("baselines/weights/onerestore_demo.pt",),
+    without_weights="shipped demo weights (†), with no embedder of their own: auto mode uses VL-UR's demo "
+    "scene classifier (shared)",
+)
+PUBLISHED_AT = INFO.published_at
+RESTORER_FILE, EMBEDDER_FILE = INFO.files
 DEMO_WEIGHTS = Path(__file__).resolve().parent / "weights" / "onerestore_demo.pt"
 #: the project's demo scene classifier, which drives the demo weights' auto mode (see `TableEmbedder`)
 DEMO_SC = Path(__file__).resolve().parent.parent / "vlur" / "weights" / "vlur_sc_demo.pt"
@@ -256,7 +272,7 @@ class _ResNet18Trunk(nn.Module):
 
 
 class Embedder(nn.Module):
-    """OneRestore's scene embedder and degradation classifier (labels = `harness.cdd11.ALL_TYPES`).
+    """OneRestore's scene embedder and degradation classifier (labels = `harness.degradations.ALL_TYPES`).
 
     * `type_table()` — 12×324, ReLU(Linear(300→324)(word vectors)), one row per type.
     * `text_embedding(names)` — B×324, the table rows of the given type names.
@@ -267,6 +283,8 @@ class Embedder(nn.Module):
 
     name = "onerestore-embedder"
     labels: tuple[str, ...] = ALL_TYPES
+    #: the files the weights come from (set by the loaders; hashed into run provenance)
+    weights_files: tuple[Path, ...] | list[Path] = ()
 
     def __init__(self):
         super().__init__()
@@ -371,6 +389,7 @@ def load_embedder(path: str | os.PathLike, *, device: str | torch.device = "cpu"
     path = _check_exists(Path(path))
     model = Embedder()
     load_strict(model, _plain_state_dict(path), path)
+    model.weights_files = [path]
     return model.eval().to(device)
 
 
@@ -491,19 +510,22 @@ class TableEmbedder(nn.Module):
 
     Such a checkpoint carries its own 12×324 `type_table` (what the restorer was trained with) instead of
     the ResNet-18 embedder, whose 48.6 MB exceed the 10 MB budget for shipped weights. Text mode reads the
-    table; auto mode asks `classifier` (any `DegradationClassifier`; for the demo weights the project's demo
-    CLIP scene classifier) for the type and uses that type's row — which is exactly what the official
-    embedder's visual mode does with its own arg-max.
+    table; auto mode asks `classifier` (any `DegradationClassifier`; for the demo weights VL-UR's demo CLIP
+    scene classifier, shared: OneRestore has no trained embedder of its own here) for the type and uses that
+    type's row — which is exactly what the official embedder's visual mode does with its own arg-max.
+    `name` is what confusion outputs call the classifier; `weights_files` the files its predictions come from.
     """
 
-    def __init__(self, type_table: torch.Tensor, classifier):
+    def __init__(self, type_table: torch.Tensor, classifier, *, name: str | None = None,
+                 weights_files: Sequence[str | os.PathLike] = ()):
         super().__init__()
         if tuple(type_table.shape) != (len(ALL_TYPES), 324):
             raise ValueError(f"type_table must be {len(ALL_TYPES)}×324, got {tuple(type_table.shape)}")
         self.register_buffer("table", type_table.detach().float().clone())
         self.classifier = classifier
-        self.name = f"type-table + {getattr(classifier, 'name', type(classifier).__name__)}"
+        self.name = name or f"type-table + {getattr(classifier, 'name', type(classifier).__name__)}"
         self.labels = tuple(classifier.labels)
+        self.weights_files = [Path(p) for p in weights_files]
 
     def type_table(self) -> torch.Tensor:
         return self.table
@@ -533,43 +555,21 @@ class TableEmbedder(nn.Module):
         return self
 
 
-def _from_training_checkpoint(obj: dict, path: Path, mode: str = "auto") -> OneRestoreRestorer:
-    """A `vlur.train --arch onerestore` checkpoint: OneRestore(channel) + its type table + a scene classifier
-    (`sc.pt` beside the file, else the shipped demo scene classifier)."""
-    from vlur.classifier import load_classifier
-    from vlur.restorer import check_checkpoint
-
-    check_checkpoint(obj, str(path), arch="onerestore")
-    model = OneRestore(int(obj["config"].get("channel", 32)), bool(obj["config"].get("antialias", False)))
-    load_strict(model, strip_prefix(obj["state_dict"], "module."), path)
-    if "type_table" not in obj:
-        raise WeightsError(f"{path}: a vlur.train onerestore checkpoint without its 'type_table'")
-    sc_path = path.parent / "sc.pt"
-    if not sc_path.is_file():
-        sc_path = DEMO_SC
-    if not sc_path.is_file():
-        raise WeightsError(f"{path}: auto mode needs a scene classifier: neither {path.parent / 'sc.pt'} nor {DEMO_SC}")
-    embedder = TableEmbedder(obj["type_table"], load_classifier(sc_path))
-    label = "demo" if path.resolve() == DEMO_WEIGHTS else "custom"
-    # text mode reads the type table of the checkpoint itself: the classifier does not change its outputs
-    files = [path] if mode == "text" else [path, sc_path]
-    return OneRestoreRestorer(model.eval(), embedder, weights_label=label, weights_files=files,
-                              meta=dict(obj.get("meta") or {}))
-
-
 def _from_single_file(path: Path, mode: str = "auto") -> OneRestoreRestorer:
     """One checkpoint: a self-describing one (label "demo"), or a plain restorer state_dict ("official")
     whose embedder is `embedder_model.tar` in the same folder."""
     path = _check_exists(path)
     obj = read_checkpoint(path)
-    if isinstance(obj, Mapping) and obj.get("format") == "vlur-harness-checkpoint":
-        return _from_training_checkpoint(dict(obj), path, mode)
+    if checkpoints.is_checkpoint(obj):  # `vlur.train --arch onerestore` (loader: harness.checkpoints.LOADERS)
+        return checkpoints.restorer_from_checkpoint(obj, path, "onerestore", mode)
     if is_self_describing(obj):
         ckpt = read_self_describing(obj, path)
         model, embedder, files = ckpt.restorer(path), ckpt.embedder(path), [path]
         if embedder is None:
             sibling = path.parent / EMBEDDER_FILE
             embedder, files = load_embedder(sibling), [path, sibling]
+        else:
+            embedder.weights_files = [path]
         label = str(ckpt.meta.get("weights_label", "demo"))
         return OneRestoreRestorer(model, embedder, weights_label=label, weights_files=files, meta=ckpt.meta)
     sibling = _check_exists(path.parent / EMBEDDER_FILE)  # needed in both modes: it holds the type table
@@ -590,8 +590,9 @@ class MissingDemoWeightsError(MissingWeightsError):
         self.expected = expected
 
 
-@register("onerestore", description="OneRestore (ECCV 2024): type from its embedder (auto) or as text",
-          modes=("auto", "text"))
+@register("onerestore", description="OneRestore (ECCV 2024): type from its embedder (auto) or as text; the "
+          "demo weights have no embedder of their own: their auto mode uses VL-UR's demo scene classifier (shared)",
+          info=INFO)
 def create(opts: MethodOptions) -> OneRestoreRestorer:
     """OneRestore from --weights-dir (the two released files), --weights (one file) or the demo weights; with
     `opts.random_weights` the published architecture (C=32 + the ResNet-18 embedder) with its seeded (seed 0)

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from baselines.layers import ChannelLayerNorm, ChannelSelfAttention, GatedFFN
-from harness.registry import MethodOptions, register
+from harness.registry import MethodInfo, MethodOptions, Paper, register
 from harness.weights import (
     MissingWeightsError,
     WeightsError,
@@ -44,10 +44,22 @@ from harness.weights import (
     strip_prefix,
 )
 
+INFO = MethodInfo(
+    display="PromptIR",
+    paper=Paper("PromptIR: Prompting for All-in-One Blind Image Restoration", "NeurIPS", 2023),
+    code="https://github.com/va1shn9v/PromptIR",
+    licence="Academic Public License (non-commercial use only)",
+    files=("model.ckpt",),
+    checkpoint_format="Lightning checkpoint, model under `net.`",
+    published_at="https://github.com/va1shn9v/PromptIR (README: pretrained checkpoint link, file model.ckpt)",
+    modes=("auto", "text"),
+    blind=True,
+    adapter="[0,1] input; reflect-pad to a multiple of 8, crop back (the official test crops to multiples of 16)",
+)
 #: Where the authors publish the pretrained all-in-one checkpoint.
-PUBLISHED_AT = "https://github.com/va1shn9v/PromptIR (README: pretrained checkpoint link, file model.ckpt)"
+PUBLISHED_AT = INFO.published_at
 #: File name of the released checkpoint.
-CHECKPOINT_NAME = "model.ckpt"
+CHECKPOINT_NAME = INFO.files[0]
 
 #: Spatial sizes must be divisible by this (three 2× down-samplings); other sizes are padded.
 SIZE_MULTIPLE = 8
@@ -333,7 +345,7 @@ class PromptIRRestorer:
 
 
 @register(
-    "promptir", description="PromptIR (NeurIPS 2023), official all-in-one weights", modes=("auto", "text")
+    "promptir", description="PromptIR (NeurIPS 2023), official all-in-one weights", info=INFO
 )
 def create(opts: MethodOptions) -> PromptIRRestorer:
     """PromptIR with the authors' `model.ckpt` (from --weights, or --weights-dir/model.ckpt); with

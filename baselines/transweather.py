@@ -57,16 +57,31 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.registry import MethodOptions, check_method_args, register
+from harness.registry import MethodInfo, MethodOptions, Paper, check_method_args, register
 from harness.weights import MissingWeightsError, extract_state_dict, load_strict, read_checkpoint, strip_prefix
 
-#: Where the authors publish the network. Their README links no trained weights; their scripts save them.
-PUBLISHED_AT = (
-    "https://github.com/jeya-maria-jose/TransWeather (no trained weights are linked in the README; the "
-    "authors' train.py saves ./<exp_name>/best, a DataParallel state_dict that the test scripts load)"
+INFO = MethodInfo(
+    display="TransWeather",
+    paper=Paper("TransWeather: Transformer-based Restoration of Images Degraded by Adverse Weather Conditions",
+                "CVPR", 2022),
+    code="https://github.com/jeya-maria-jose/TransWeather",
+    licence="MIT",
+    files=("best",),
+    checkpoint_format="DataParallel state_dict (`module.`) written by the authors' train.py",
+    published_at=(
+        "https://github.com/jeya-maria-jose/TransWeather (no trained weights are linked in the README; the "
+        "authors' train.py saves ./<exp_name>/best, a DataParallel state_dict that the test scripts load)"
+    ),
+    modes=("auto", "text"),
+    blind=True,
+    adapter="input (x−0.5)/0.5; tanh output read as [0,1]; reflect-pad to multiples of 16 instead of the "
+    "official resize",
+    weights_note="no trained weights are published",
 )
+#: Where the authors publish the network. Their README links no trained weights; their scripts save them.
+PUBLISHED_AT = INFO.published_at
 #: File name the authors' training script writes and their test scripts read.
-CHECKPOINT_NAME = "best"
+CHECKPOINT_NAME = INFO.files[0]
 
 #: H and W must be multiples of this (five stride-2 stages, the tail matches up to 1/16) ...
 SIZE_MULTIPLE = 16
@@ -446,7 +461,7 @@ class TransWeatherRestorer:
     "transweather",
     description="TransWeather (CVPR 2022), blind all-weather transformer; the authors' `best` state_dict "
     "(text mode accepted, the type is ignored)",
-    modes=("auto", "text"),
+    info=INFO,
 )
 def create(opts: MethodOptions) -> TransWeatherRestorer:
     """TransWeather with weights from --weights, or --weights-dir/best; seeded random init with random_weights."""

@@ -54,7 +54,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.registry import MethodArgError, MethodOptions, check_method_args, register
+from harness.registry import MethodArgError, MethodInfo, MethodOptions, Paper, check_method_args, register
 from harness.weights import (
     MissingWeightsError,
     WeightsError,
@@ -64,13 +64,27 @@ from harness.weights import (
     strip_prefix,
 )
 
-#: Where the authors publish the checkpoints (WeatherDiff64.pth.tar, WeatherDiff128.pth.tar).
-PUBLISHED_AT = (
-    "https://igi-web.tugraz.at/download/OzdenizciLegensteinTPAMI2023/ "
-    "(linked from https://github.com/IGITUGraz/WeatherDiffusion), file WeatherDiff64.pth.tar"
+INFO = MethodInfo(
+    display="WeatherDiffusion",
+    paper=Paper("Restoring Vision in Adverse Weather Conditions with Patch-Based Denoising Diffusion Models",
+                "TPAMI", 2023),
+    code="https://github.com/IGITUGraz/WeatherDiffusion",
+    licence="MIT",
+    files=("WeatherDiff64.pth.tar",),
+    checkpoint_format="training dict; the EMA weights (`ema_helper`) are used",
+    published_at=(
+        "https://igi-web.tugraz.at/download/OzdenizciLegensteinTPAMI2023/ "
+        "(linked from https://github.com/IGITUGraz/WeatherDiffusion), file WeatherDiff64.pth.tar"
+    ),
+    modes=("auto", "text"),
+    blind=True,
+    adapter="64×64 patches, grid r=16, 25 DDIM steps (eta 0), noise seeded 61 per image; pad to the patch grid "
+    "instead of the official resize; `--method-arg grid_r=… steps=… seed=…`",
 )
+#: Where the authors publish the checkpoints (WeatherDiff64.pth.tar, WeatherDiff128.pth.tar).
+PUBLISHED_AT = INFO.published_at
 #: File name of the released 64×64-patch all-weather model.
-CHECKPOINT_NAME = "WeatherDiff64.pth.tar"
+CHECKPOINT_NAME = INFO.files[0]
 
 #: Diffusion settings of the release (configs/allweather.yml).
 NUM_TIMESTEPS = 1000
@@ -566,7 +580,7 @@ def _int_arg(args: Mapping[str, str], key: str, default: int, low: int, high: in
         f" grid r={DEFAULT_GRID_R}, {DEFAULT_STEPS} steps (eta 0), noise seed {DEFAULT_SEED} per image; pads to"
         " the patch grid instead of the official resize; blind (a given type is ignored)"
     ),
-    modes=("auto", "text"),
+    info=INFO,
 )
 def create(opts: MethodOptions) -> WeatherDiffRestorer:
     """WeatherDiffusion with the authors' WeatherDiff64.pth.tar (from --weights, or

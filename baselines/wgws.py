@@ -57,7 +57,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.registry import MethodArgError, MethodOptions, check_method_args, register
+from harness.registry import MethodArgError, MethodInfo, MethodOptions, Paper, check_method_args, register
 from harness.weights import (
     MissingWeightsError,
     extract_state_dict,
@@ -66,13 +66,28 @@ from harness.weights import (
     strip_prefix,
 )
 
-#: Where the authors publish the checkpoints (one Google Drive folder for the three settings).
-PUBLISHED_AT = (
-    "https://github.com/zhuyr97/WGWS-Net (README 'Pretrained models': Google Drive folder "
-    "https://drive.google.com/drive/folders/1B0R3SI6D5PkAJGkx_axUm6V5NpjkQllo, file Setting1_K1.pth)"
+INFO = MethodInfo(
+    display="WGWS-Net",
+    paper=Paper("Learning Weather-General and Weather-Specific Features for Image Restoration Under Multiple "
+                "Adverse Weather Conditions", "CVPR", 2023),
+    code="https://github.com/zhuyr97/WGWS-Net",
+    licence="not stated",
+    files=("Setting1_K1.pth",),
+    checkpoint_format="plain state_dict (Setting-1 Stage-2 K1 network)",
+    published_at=(
+        "https://github.com/zhuyr97/WGWS-Net (README 'Pretrained models': Google Drive folder "
+        "https://drive.google.com/drive/folders/1B0R3SI6D5PkAJGkx_axUm6V5NpjkQllo, file Setting1_K1.pth)"
+    ),
+    modes=("auto", "text"),
+    blind=True,
+    adapter="one weather flag for the batch: `--method-arg flag=snow|rain|raindrop` (Setting 1: snow [1,0,0], "
+    "heavy rain with fog [0,1,0], raindrop [0,0,1]; default snow); reflect-pad to a multiple of 4 instead of "
+    "the official resize to 16",
 )
+#: Where the authors publish the checkpoints (one Google Drive folder for the three settings).
+PUBLISHED_AT = INFO.published_at
 #: File name of the released Setting-1 Stage-2 K1 checkpoint (a plain state_dict).
-CHECKPOINT_NAME = "Setting1_K1.pth"
+CHECKPOINT_NAME = INFO.files[0]
 
 #: H and W must be multiples of this; the adapter pads other sizes.
 SIZE_MULTIPLE = 4
@@ -407,7 +422,7 @@ _FLAG_ARG = (
     "wgws-net",
     description="WGWS-Net (CVPR 2023), Setting-1 Stage-2 K1 weights; one weather flag for all images "
     "(--method-arg flag=snow|rain|raindrop, default snow); blind: a given type is ignored",
-    modes=("auto", "text"),
+    info=INFO,
 )
 def create(opts: MethodOptions) -> WGWSRestorer:
     """WGWS-Net with `Setting1_K1.pth` (from --weights, or --weights-dir/Setting1_K1.pth), or with its own

@@ -11,7 +11,7 @@ type); records without a prediction are ignored. Outputs, written into a run's f
   PSNR/SSIM per type with the predicted type next to the true type given, and split over the images the
   classifier got right vs wrong (paired: the text-mode scores of those same images).
 
-Label order: the 11 types in the official order (`harness.cdd11.TYPES`) for rows and columns; then "clear"
+Label order: the 11 types in the official order (`harness.degradations.TYPES`) for rows and columns; then "clear"
 — a row when clear images were classified (``harness.classify --include-clear``), a column when clear
 images were classified or any image was predicted clear (OneRestore's embedder has 12 labels). Clear comes
 after the 11 types, not at its official index 0, so the diagonal stays aligned when only the columns have
@@ -46,12 +46,13 @@ import numpy as np
 from tabulate import tabulate
 
 from harness import cli
-from harness.cdd11 import CLEAR, ROMAN, SHORT_NAMES, TABLE1_ORDER, TYPES
+from harness.degradations import CLEAR, ROMAN, SHORT_NAMES, TABLE1_ORDER, TYPES
 from harness.records import RECORDS_FILE, latest, read_records
+from harness.results import DEMO_MARK, DEMO_NOTE
+from harness.texutil import tex_escape
 
 PREDICTIONS_FILE = "predictions.jsonl"  # written by `python -m harness.classify`
 DASH = "—"
-DEMO_MARK = "†"
 
 
 # ------------------------------------------------------------------------------------------ computation
@@ -77,6 +78,7 @@ class Confusion:
     mode: str = ""
     weights: str = ""
     failed: int = 0  # records without a prediction (not counted)
+    classifier: str = ""  # the classifier's name, when the records carry it (harness.classify writes it)
 
     @classmethod
     def from_pairs(cls, pairs: Sequence[tuple[str, str]], **meta) -> Confusion:
@@ -146,8 +148,9 @@ class Confusion:
         return f"{name} ({self.mode})" if self.mode else name
 
     def to_json(self) -> dict:
-        return {"method": self.method, "mode": self.mode, "weights": self.weights, "rows": list(self.rows),
-                "cols": list(self.cols), "counts": self.counts.tolist(), "n": self.n, "failed": self.failed,
+        return {"method": self.method, "mode": self.mode, "weights": self.weights, "classifier": self.classifier,
+                "rows": list(self.rows), "cols": list(self.cols), "counts": self.counts.tolist(), "n": self.n,
+                "failed": self.failed,
                 "accuracy": _nan_none(self.accuracy), "mean_class_accuracy": _nan_none(self.mean_class_accuracy),
                 "recall": {k: _nan_none(v) for k, v in self.recall.items()},
                 "precision": {k: _nan_none(v) for k, v in self.precision.items()}}
@@ -168,8 +171,9 @@ def confusions(records: Iterable[dict]) -> list[Confusion]:
         if not pairs:
             continue
         weights = "demo" if any(r.get("weights") == "demo" for r in recs) else (recs[0].get("weights") or "")
+        classifier = ", ".join(dict.fromkeys(str(r["classifier"]) for r in recs if r.get("classifier")))
         out.append(Confusion.from_pairs(pairs, method=method, mode=mode, weights=weights,
-                                        failed=len(recs) - len(pairs)))
+                                        failed=len(recs) - len(pairs), classifier=classifier))
     return out
 
 
@@ -204,38 +208,34 @@ def _matrix_body(c: Confusion) -> list[list[str]]:
 
 def render_markdown(c: Confusion) -> str:
     head = ["True \\ Predicted", *[short(col) for col in c.cols], "Images", "Recall (%)"]
-    lines = [f"# Confusion matrix: {c.title}", "", _headline(c) + ".", "",
+    lines = [f"# Confusion matrix: {c.title}", "", *([f"Classifier: {c.classifier}.", ""] if c.classifier else []),
+             _headline(c) + ".", "",
              "Rows: true type; columns: predicted type (image counts). Recall and precision in %; "
              f"{DASH} = undefined (no image of that type / never predicted).", "",
              tabulate(_matrix_body(c), headers=head, tablefmt="github", disable_numparse=True), ""]
     if c.weights == "demo":
-        lines += [f"{DEMO_MARK} demo weights trained by vlur-harness on cdd11-mini, not the authors' weights.", ""]
+        lines += [DEMO_NOTE, ""]
     return "\n".join(lines)
-
-
-def _tex(s: str) -> str:
-    return (s.replace("\\", r"\textbackslash{}").replace("_", r"\_").replace("&", r"\&").replace("%", r"\%")
-            .replace("#", r"\#").replace(DEMO_MARK, r"$^\dagger$").replace(DASH, "--"))
 
 
 def render_latex(c: Confusion) -> str:
     out = io.StringIO()
     out.write("% requires \\usepackage{booktabs,graphicx}\n")
-    out.write(f"% Confusion matrix: {_tex(c.title)}. {_tex(_headline(c))}.\n")
+    out.write(f"% Confusion matrix: {tex_escape(c.title)}. {tex_escape(_headline(c))}.\n")
     out.write("% Rows: true type; columns: predicted type (image counts); recall and precision in percent.\n")
     out.write("\\begin{tabular}{l" + "c" * len(c.cols) + "|cc}\n\\toprule\n")
-    heads = [rf"\rotatebox{{90}}{{{_tex(short(col))}}}" for col in c.cols]
+    heads = [rf"\rotatebox{{90}}{{{tex_escape(short(col))}}}" for col in c.cols]
     out.write("True $\\backslash$ Pred. & " + " & ".join([*heads, r"\rotatebox{90}{Images}",
                                                          r"\rotatebox{90}{Recall (\%)}"]) + " \\\\\n\\midrule\n")
     body = _matrix_body(c)
     for i, row in enumerate(body):
         if i == len(c.rows):
             out.write("\\midrule\n")
-        cells = [_tex(row[0])]
+        cells = [tex_escape(row[0])]
         for j, v in enumerate(row[1:]):
             col = c.cols[j] if j < len(c.cols) else None
             diag = i < len(c.rows) and col == c.rows[i]
-            cells.append(rf"\textbf{{{_tex(v)}}}" if diag and v != "0" else _tex(v))
+            cells.append(rf"\textbf{{{tex_escape(v)}}}" if diag and v != "0" else tex_escape(v))
         out.write(" & ".join(cells) + " \\\\\n")
     out.write("\\bottomrule\n\\end{tabular}\n")
     return out.getvalue()
@@ -308,7 +308,7 @@ def render_summary(cs: Sequence[Confusion]) -> str:
              tabulate(per_type, headers=["Type", *[c.title for c in cs]], tablefmt="github", disable_numparse=True),
              ""]
     if any(c.weights == "demo" for c in cs):
-        lines += [f"{DEMO_MARK} demo weights trained by vlur-harness on cdd11-mini, not the authors' weights.", ""]
+        lines += [DEMO_NOTE, ""]
     return "\n".join(lines)
 
 

@@ -3,7 +3,9 @@
 A factory is called as `factory(opts)` with a `MethodOptions` and returns a `Restorer`. Built-in
 methods live one per module under `baselines/` and `vlur/`; they are imported only when asked for, so
 `--list` and a run of `identity` never import a model. Third-party packages add methods through the
-`vlur_harness.methods` entry-point group (value: the module to import).
+`vlur_harness.methods` entry-point group (value: the module to import). Every built-in method also carries a
+`MethodInfo` (paper, code, licence, released files, modes, adapter conventions; `method_info(name)`), from which
+README's method tables are generated (`harness.methods_doc`).
 """
 
 from __future__ import annotations
@@ -66,11 +68,55 @@ def check_method_args(method: str, opts: MethodOptions, accepted: Mapping[str, s
 
 
 @dataclass(frozen=True)
+class Paper:
+    title: str
+    venue: str  # e.g. "ECCV", "TPAMI", "arXiv"
+    year: int
+    url: str = ""  # where it can be read, when the venue alone does not find it (an arXiv preprint)
+
+    def __str__(self) -> str:
+        return f"{self.title} ({self.venue} {self.year}{', ' + self.url if self.url else ''})"
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """Everything about a method that is not code (timm's `default_cfgs`): one record per method, declared
+    as `INFO` in its module (`PUBLISHED_AT`, `CHECKPOINT_NAME`, ... are read from it) and passed to
+    `@register(..., info=INFO)`. README's method tables are rendered from these (`python -m harness.methods_doc`).
+
+    Every field is required; say "none"/"not stated" in words rather than leaving one empty.
+    """
+
+    display: str  # human name, e.g. "OneRestore"
+    paper: Paper | None  # None only for a method that is no publication (identity)
+    code: str  # the official code repository (URL), or why there is none
+    licence: str  # as stated by the official repository (its LICENSE file); "not stated" when it has none
+    files: tuple[str, ...]  # released file name(s) looked for in --weights-dir, in load order; () = none
+    checkpoint_format: str  # what those files hold (state_dict layout, wrapper keys)
+    published_at: str  # where the authors publish the files (used by MissingWeightsError)
+    modes: tuple[str, ...]  # "auto" and/or "text"; () = classifier only
+    blind: bool  # True: the method infers the degradation itself and ignores a given type
+    adapter: str  # one line: what the adapter does around the official network (input range, padding, ...)
+    demo_weights: tuple[str, ...] = ()  # files shipped with this package (repository paths); () = none
+    without_weights: str = "error naming the file"  # what a run without --weights-dir / --weights does
+    weights_note: str = ""  # extra words for the README's file column (other releases, --weights use)
+
+    def missing(self) -> list[str]:
+        """Names of fields left empty (an empty `files` is fine when `checkpoint_format` says why)."""
+        out = [f for f in ("display", "code", "licence", "checkpoint_format", "published_at", "adapter",
+                           "without_weights") if not str(getattr(self, f)).strip()]
+        if self.paper is not None and not (self.paper.title and self.paper.venue and self.paper.year):
+            out.append("paper")
+        return out
+
+
+@dataclass(frozen=True)
 class MethodSpec:
     name: str
     factory: Callable[[MethodOptions], Restorer]
     description: str
     modes: tuple[str, ...]  # "auto" and/or "text"; ("text",) means the method ignores the type
+    info: MethodInfo | None = None
 
 
 _REGISTRY: dict[str, MethodSpec] = {}
@@ -81,13 +127,18 @@ class UnknownMethodError(KeyError):
         return str(self.args[0])
 
 
-def register(name: str, *, description: str = "", modes: tuple[str, ...] = ("auto",)):
-    """Decorator registering `factory(opts: MethodOptions) -> Restorer` under `name`."""
+def register(name: str, *, description: str = "", modes: tuple[str, ...] | None = None,
+             info: MethodInfo | None = None):
+    """Decorator registering `factory(opts: MethodOptions) -> Restorer` under `name`. `modes` defaults to
+    `info.modes` (else ("auto",)); given both, they must agree."""
+    if info is not None and modes is not None and tuple(modes) != tuple(info.modes):
+        raise ValueError(f"method {name!r}: modes {modes} differ from its info's {info.modes}")
+    modes = tuple(modes if modes is not None else info.modes if info is not None else ("auto",))
 
     def deco(factory):
         if name in _REGISTRY and _REGISTRY[name].factory is not factory:
             raise ValueError(f"method {name!r} is registered twice")
-        _REGISTRY[name] = MethodSpec(name, factory, description or (factory.__doc__ or "").strip(), modes)
+        _REGISTRY[name] = MethodSpec(name, factory, description or (factory.__doc__ or "").strip(), modes, info)
         return factory
 
     return deco
@@ -116,6 +167,14 @@ def get_spec(name: str) -> MethodSpec:
         if name not in _REGISTRY:
             raise UnknownMethodError(f"module {module} was imported but did not register method {name!r}")
     return _REGISTRY[name]
+
+
+def method_info(name: str) -> MethodInfo:
+    """The metadata record of a registered method (`UnknownMethodError` if it has none)."""
+    info = get_spec(name).info
+    if info is None:
+        raise UnknownMethodError(f"method {name!r} was registered without info=MethodInfo(...)")
+    return info
 
 
 def create_restorer(name: str, opts: MethodOptions | None = None) -> Restorer:

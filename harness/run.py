@@ -79,6 +79,9 @@ def list_methods() -> str:
             spec = registry.get_spec(name)
             modes = f"modes={','.join(spec.modes)}" if spec.modes else "classifier only"
             lines.append(f"{name:<14} {modes:<16} {spec.description}")
+            if spec.info is not None:
+                paper = str(spec.info.paper) if spec.info.paper else "no paper"
+                lines.append(f"{'':<31} paper: {paper}; code: {spec.info.code}; licence: {spec.info.licence}")
         except Exception as e:  # noqa: BLE001 - listing must survive a broken plugin
             lines.append(f"{name:<14} (unavailable: {type(e).__name__}: {e})")
     lines.append(f"{'outputs:NAME=DIR':<14} a folder of already restored images DIR/<type>/<image> (harness.outputs)")

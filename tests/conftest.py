@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from harness.cdd11 import TYPES
+from harness.degradations import TYPES
 
 TESTS = Path(__file__).parent
 DATA = TESTS / "data"

@@ -12,8 +12,8 @@ from conftest import make_layout
 from PIL import Image
 
 from harness import classify
-from harness.cdd11 import ALL_TYPES, CLEAR, TYPES
 from harness.confusion import PREDICTIONS_FILE, confusions
+from harness.degradations import ALL_TYPES, CLEAR, TYPES
 from harness.records import read_records
 from harness.registry import register
 

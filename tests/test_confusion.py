@@ -13,8 +13,8 @@ from conftest import make_layout
 from PIL import Image
 
 from harness import confusion
-from harness.cdd11 import ALL_TYPES, CLEAR, TYPES
 from harness.confusion import Confusion, label_order
+from harness.degradations import ALL_TYPES, CLEAR, TYPES
 from harness.protocol import AutoRestorer, DegradationClassifier, classify_from_scores
 from harness.records import read_records
 from harness.registry import register

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.cdd11 import TYPES
 from harness.data import detmath, mini, synth
+from harness.degradations import TYPES
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -15,7 +15,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 import harness
 from harness import results
-from harness.cdd11 import TYPES
+from harness.degradations import TYPES
 from harness.evaluation import ConfigError, EvalConfig
 from harness.records import read_records
 from harness.run import main as run_main

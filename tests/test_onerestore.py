@@ -15,7 +15,7 @@ import torch
 
 from baselines import onerestore as orx
 from baselines.onerestore import Embedder, OneRestore, load_embedder, load_onerestore
-from harness.cdd11 import ALL_TYPES
+from harness.degradations import ALL_TYPES
 from harness.protocol import AutoRestorer, DegradationClassifier, Restorer
 from harness.registry import MethodOptions, create_restorer
 from harness.weights import MissingWeightsError, WeightsError

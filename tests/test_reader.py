@@ -8,8 +8,8 @@ from conftest import make_layout
 from PIL import Image
 from pngwrite import write_png
 
-from harness.cdd11 import TYPES
 from harness.data.cdd11 import DatasetError, iter_loaded, load_pair, read_rgb8, scan
+from harness.degradations import TYPES
 
 
 def test_full_layout_pairs_by_name(layout):

@@ -16,7 +16,7 @@ import pytest
 from conftest import TESTS, make_layout
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from harness.cdd11 import TYPES
+from harness.degradations import TYPES
 from harness.records import read_records
 from harness.run import main
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from harness.cdd11 import TABLE1_ORDER
+from harness.degradations import TABLE1_ORDER
 from harness.records import dumps
 from harness.tables import aggregate, load_published, main, render_latex, render_markdown, render_published
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import make_layout
 
-from harness.cdd11 import TYPES
+from harness.degradations import TYPES
 from harness.protocol import DegradationClassifier
 from vlur import classifier as clf
 from vlur.classifier import (

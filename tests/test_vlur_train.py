@@ -10,7 +10,7 @@ import pytest
 import torch
 from conftest import make_layout
 
-from harness.cdd11 import TYPES
+from harness.degradations import TYPES
 from harness.protocol import AutoRestorer, Restorer
 from harness.registry import MethodOptions, create_restorer
 from harness.weights import WeightsError

@@ -1,7 +1,7 @@
 """VL-UR's Scene Classifier (SC): CLIP (through open_clip) matching an image against 11 text prompts.
 
 Eqs. 1–3 of the paper: prompts T_k = "The image has {name} degradation" for the 11 CDD-11 types (names from
-`harness.cdd11.DISPLAY_NAMES`, order `harness.cdd11.TYPES`); F_text = E_text(T) (11 × D), F_image =
+`harness.degradations.DISPLAY_NAMES`, order `harness.degradations.TYPES`); F_text = E_text(T) (11 × D), F_image =
 E_image(I_d) (1 × D); prediction = argmax softmax(logit_scale · cos(F_image, F_text)).
 
 Choices the paper leaves open (made explicitly):
@@ -46,7 +46,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.cdd11 import DISPLAY_NAMES, TYPES
+from harness.checkpoints import make_checkpoint
+from harness.degradations import DISPLAY_NAMES, TYPES
+from harness.fileio import write_text_atomic
 from harness.protocol import classify_from_scores
 from harness.weights import WeightsError
 
@@ -64,7 +66,6 @@ TINY_CLIP_CONFIGS: dict[str, dict] = {
 TINY_CLIP_CONFIG: dict = TINY_CLIP_CONFIGS[TINY_CLIP]
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
-SC_FORMAT = "vlur-harness-checkpoint"
 SC_ARCH = "vlur-sc"
 
 
@@ -89,10 +90,7 @@ def register_tiny_clip() -> str:
         path = folder / f"{name}.json"
         text = json.dumps(cfg, indent=1)
         if not path.is_file() or path.read_text() != text:
-            fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-            with os.fdopen(fd, "w") as f:
-                f.write(text)
-            os.replace(tmp, path)
+            write_text_atomic(path, text)  # other processes may read the folder meanwhile
     open_clip.add_model_config(folder)
     return TINY_CLIP
 
@@ -238,6 +236,8 @@ class SceneClassifier(nn.Module):
     """CLIP image tower + cached text features of the 11 prompts. Implements `DegradationClassifier`."""
 
     name = "vlur-sc"
+    #: the files the weights come from, hashed into run provenance (set by the loaders; none when built in memory)
+    weights_files: tuple[Path, ...] | list[Path] = ()
 
     def __init__(self, visual: nn.Module, text_features: torch.Tensor, logit_scale: float | torch.Tensor,
                  config: dict):
@@ -291,9 +291,7 @@ class SceneClassifier(nn.Module):
 
     def to_checkpoint(self, meta: dict | None = None) -> dict:
         """Self-describing checkpoint: image tower + cached F_text + logit_scale + config (torch.load-safe)."""
-        sd = {k: v.detach().cpu().clone() for k, v in self.state_dict().items()}
-        return {"format": SC_FORMAT, "version": 1, "arch": SC_ARCH, "config": _plain(self.config),
-                "state_dict": sd, "meta": _plain(meta or getattr(self, "meta", {}))}
+        return make_checkpoint(SC_ARCH, self.config, self.state_dict(), meta or getattr(self, "meta", {}))
 
     # -- inference ----------------------------------------------------------------------------------
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
@@ -338,26 +336,6 @@ def resize_center_crop(images: torch.Tensor, size: int) -> torch.Tensor:
     return center_crop(resize_shorter(images, size), size)
 
 
-def _plain(obj):
-    """Convert to what torch.load(weights_only=True) accepts: dict/list/str/int/float/bool/None/tensors."""
-    if isinstance(obj, dict):
-        return {(k if type(k) in (str, int) else str(k)): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if obj is None or isinstance(obj, torch.Tensor):
-        return obj
-    if isinstance(obj, bool):
-        return bool(obj)
-    for kind in (str, int, float):  # also turns subclasses (e.g. torch.__version__) into the plain type
-        if isinstance(obj, kind):
-            return kind(obj)
-    if isinstance(obj, Path):
-        return str(obj)
-    if hasattr(obj, "item"):
-        return obj.item()
-    return str(obj)
-
-
 def load_classifier(path: str | os.PathLike) -> SceneClassifier:
     """Load an SC checkpoint file (weights_only); WeightsError naming the file on any problem."""
     from harness.weights import read_checkpoint
@@ -365,7 +343,9 @@ def load_classifier(path: str | os.PathLike) -> SceneClassifier:
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"VL-UR scene-classifier checkpoint not found: {path}")
-    return SceneClassifier.from_checkpoint(read_checkpoint(path), path)
+    sc = SceneClassifier.from_checkpoint(read_checkpoint(path), path)
+    sc.weights_files = [path]
+    return sc
 
 
 def create_classifier(clip: str = "ViT-B-32", pretrained: str | os.PathLike | None = "openai") -> SceneClassifier:

@@ -51,7 +51,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from baselines.layers import ChannelLayerNorm, GatedFFN, merge_heads, split_heads
-from harness.cdd11 import TYPES
+from harness.degradations import TYPES
 
 ATTENTIONS = ("pgca", "cross")
 TEXT_LEN = 324  # length of the text query; OneRestore's embedding length (18 × 18)
@@ -211,45 +211,9 @@ class VLURRestorer(nn.Module):
         return (y + 1.0) / 2.0
 
 
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-CHECKPOINT_FORMAT = "vlur-harness-checkpoint"
-CHECKPOINT_VERSION = 1
-
-
-def make_checkpoint(arch: str, config: dict, state_dict: dict, meta: dict, **extra) -> dict:
-    """The self-describing checkpoint dict (loadable with torch.load(weights_only=True))."""
-    from vlur.classifier import _plain
-
-    ck = {
-        "format": CHECKPOINT_FORMAT,
-        "version": CHECKPOINT_VERSION,
-        "arch": arch,
-        "config": _plain(config),
-        "state_dict": {k: v.detach().cpu().clone() for k, v in state_dict.items()},
-        "meta": _plain(meta),
-    }
-    ck.update({k: _plain(v) for k, v in extra.items()})
-    return ck
-
-
-def check_checkpoint(obj: object, source: str, arch: str | None = None) -> dict:
-    """Validate the header of a self-describing checkpoint; WeightsError naming `source` otherwise."""
-    from harness.weights import WeightsError
-
-    if not isinstance(obj, dict) or obj.get("format") != CHECKPOINT_FORMAT:
-        raise WeightsError(f"{source}: not a {CHECKPOINT_FORMAT} file (a checkpoint written by vlur.train)")
-    if obj.get("version") != CHECKPOINT_VERSION:
-        raise WeightsError(f"{source}: checkpoint version {obj.get('version')!r}, expected {CHECKPOINT_VERSION}")
-    if arch is not None and obj.get("arch") != arch:
-        raise WeightsError(f"{source}: checkpoint holds arch {obj.get('arch')!r}, expected {arch!r}")
-    return obj
-
-
 def restorer_from_checkpoint(obj: dict, source: str = "<checkpoint>") -> VLURRestorer:
     """Rebuild a `VLURRestorer` from a loaded checkpoint dict (strict key/shape check)."""
+    from harness.checkpoints import check_checkpoint
     from harness.weights import load_strict
 
     check_checkpoint(obj, source, "vlur")
