@@ -203,10 +203,17 @@ def test_method_from_trained_checkpoint(data, sc_file, tmp_path):
     t = create_restorer("vlur", MethodOptions(mode="auto", weights=out / "renamed.pt"))  # finds out/sc.pt
     assert t.classifier is not None
     (out / "sc.pt").unlink()
-    t = create_restorer("vlur", MethodOptions(mode="text", weights=out / "renamed.pt"))  # text: no SC needed
-    assert t.classifier is None and t.restore(x, ["rain", "low"]).shape == x.shape
-    with pytest.raises(WeightsError, match="no scene classifier"):
-        create_restorer("vlur", MethodOptions(mode="auto", weights=out / "renamed.pt"))
+    t = create_restorer("vlur", MethodOptions(mode="auto", weights=out / "renamed.pt"))  # the recorded source
+    assert t.classifier is not None and [p.name for p in t.weights_files] == ["renamed.pt", sc_file.name]
+    hidden = sc_file.with_name("hidden.pt")
+    sc_file.rename(hidden)
+    try:
+        t = create_restorer("vlur", MethodOptions(mode="text", weights=out / "renamed.pt"))  # text: no SC needed
+        assert t.classifier is None and t.restore(x, ["rain", "low"]).shape == x.shape
+        with pytest.raises(WeightsError, match="no scene classifier"):
+            create_restorer("vlur", MethodOptions(mode="auto", weights=out / "renamed.pt"))
+    finally:
+        hidden.rename(sc_file)
 
 
 def test_missing_weights_name_the_file(tmp_path, monkeypatch):
