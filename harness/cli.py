@@ -153,6 +153,11 @@ def run_command(fn: Callable[[], int], saved: Path | None, imports: Sequence[str
     except OSError as e:
         log.error(f"error: {e.filename + ': ' if getattr(e, 'filename', None) else ''}{e.strerror or e}")
         return EXIT_NOTHING_RAN
+    except SystemExit as e:
+        if isinstance(e.code, str):  # `raise SystemExit("message")`: bad usage or data, nothing (more) ran
+            log.error(f"error: {e.code}")
+            return EXIT_NOTHING_RAN
+        raise
     except KeyboardInterrupt as e:
         how = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
         where = f" in {saved}" if saved else ""

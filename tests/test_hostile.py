@@ -196,3 +196,14 @@ def test_bad_cli_arguments_are_refused(tmp_path, capsys):
             run_main(["--out", str(tmp_path / "o"), *argv])
         assert e.value.code == 2
         assert "error:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["--iters", "-1"], ["--warmup", "-2"], ["--min-seconds", "-1"],
+                                  ["--peak-tflops", "-3"], ["--batch", "0"], ["--device", "tpu"],
+                                  ["--threads", "-1"], ["--max-seconds", "nan"]])
+def test_timing_arguments_are_validated(argv, capsys):
+    from harness.timing.cli import main as timing_main
+
+    with pytest.raises(SystemExit) as e:
+        timing_main(["--methods", "identity", *argv])
+    assert e.value.code == 2 and "error: argument" in capsys.readouterr().err

@@ -42,6 +42,13 @@ def _run(data: Path, out: Path, *extra: str) -> None:
         assert train.main(["--data", str(data), "--out", str(out), *COMMON, *extra]) == 0
 
 
+def _run_raising(data: Path, out: Path, *extra: str) -> None:
+    """The trainer without the command-line frame: refusals raise SystemExit(message) for pytest.raises."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        train._main(train.parse_args(["--data", str(data), "--out", str(out), *COMMON, *extra]))
+
+
 def test_two_steps_end_to_end_and_exact_resume(data, sc_file, tmp_path, capsys):
     full, part = tmp_path / "full", tmp_path / "part"
     _run(data, full, "--steps", "2", "--sc", str(sc_file))
@@ -63,7 +70,12 @@ def test_two_steps_end_to_end_and_exact_resume(data, sc_file, tmp_path, capsys):
     assert "resumed from" in (part / "train.log").read_text()
 
     with pytest.raises(SystemExit, match="settings differ"):
-        _run(data, part, "--steps", "3", "--sc", str(sc_file), "--resume", "--patch", "40")
+        _run_raising(data, part, "--steps", "3", "--sc", str(sc_file), "--resume", "--patch", "40")
+    capsys.readouterr()
+    argv = ["--data", str(data), "--out", str(part), *COMMON, "--steps", "3", "--sc", str(sc_file), "--resume",
+            "--patch", "40"]
+    assert train.main(argv) == 2  # the command line: a message and exit code 2, no traceback
+    assert "error: --resume: settings differ" in capsys.readouterr().err
 
 
 def test_cdrl_every_k_steps_is_recorded_and_changes_training(data, sc_file, tmp_path):
@@ -118,7 +130,7 @@ def test_redraws_setting_recorded_and_checked_on_resume(data, sc_file, tmp_path)
     assert ck["meta"]["settings"]["redraws"] == 1
     assert "redraws: 22 pairs synthesised" in (tmp_path / "r" / "train.log").read_text()
     with pytest.raises(SystemExit, match="redraws saved 1 now 0"):
-        _run(data, tmp_path / "r", "--steps", "2", "--sc", str(sc_file), "--resume")
+        _run_raising(data, tmp_path / "r", "--steps", "2", "--sc", str(sc_file), "--resume")
 
 
 def test_smooth_l1_beta_recorded_changes_the_loss_and_checked_on_resume(data, sc_file, tmp_path):
@@ -131,7 +143,7 @@ def test_smooth_l1_beta_recorded_changes_the_loss_and_checked_on_resume(data, sc
     h1, h = b1["meta"]["history"][0], b["meta"]["history"][0]
     assert h["ms_ssim"] == pytest.approx(h1["ms_ssim"]) and h["smooth_l1"] > 5 * h1["smooth_l1"]
     with pytest.raises(SystemExit, match="smooth_l1_beta saved 0.01 now 1.0"):
-        _run(data, tmp_path / "b", "--steps", "2", "--sc", str(sc_file), "--resume")
+        _run_raising(data, tmp_path / "b", "--steps", "2", "--sc", str(sc_file), "--resume")
 
 
 def test_permute_rgb_reorders_the_channels_of_all_images_of_a_sample_alike(data):
@@ -157,7 +169,7 @@ def test_permute_rgb_recorded_and_checked_on_resume(data, sc_file, tmp_path):
     ck = torch.load(tmp_path / "p" / "last.pt", map_location="cpu", weights_only=True)
     assert ck["meta"]["settings"]["permute_rgb"] is True
     with pytest.raises(SystemExit, match="permute_rgb saved True now False"):
-        _run(data, tmp_path / "p", "--steps", "2", "--sc", str(sc_file), "--resume")
+        _run_raising(data, tmp_path / "p", "--steps", "2", "--sc", str(sc_file), "--resume")
 
 
 def test_learning_rate_schedules_against_closed_forms():
@@ -179,7 +191,7 @@ def test_cosine_schedule_drives_the_logged_lr_and_is_checked_on_resume(data, sc_
     assert ck["meta"]["settings"]["schedule"] == "cosine"
     assert [h["lr"] for h in ck["meta"]["history"]] == pytest.approx([1e-3, 5e-4])  # one step per epoch here
     with pytest.raises(SystemExit, match="schedule saved 'cosine' now 'step'"):
-        _run(data, tmp_path / "c", "--steps", "3", "--sc", str(sc_file), "--resume")
+        _run_raising(data, tmp_path / "c", "--steps", "3", "--sc", str(sc_file), "--resume")
 
 
 def test_method_from_trained_checkpoint(data, sc_file, tmp_path):

@@ -157,7 +157,7 @@ def test_paper_recipe_presets_defaults_that_explicit_options_override(tmp_path, 
     monkeypatch.delenv("VLUR_VGG16", raising=False)
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     with pytest.raises(SystemExit, match="--vgg FILE"):
-        train.main(["--recipe", "paper", "--out", str(tmp_path / "p")])
+        train._main(train.parse_args(["--recipe", "paper", "--out", str(tmp_path / "p")]))
 
 
 def _run(data: Path, sc: Path, out: Path, *extra: str) -> None:
@@ -182,7 +182,9 @@ def test_amp_fp16_checkpoints_the_grad_scaler_and_resumes_exactly_mid_epoch(data
     assert all(torch.equal(v, part["state_dict"][k]) for k, v in full["state_dict"].items())
     assert "at step 1 (epoch 0, step 1 of it" in (tmp_path / "part" / "train.log").read_text()
     with pytest.raises(SystemExit, match="amp saved 'fp16' now 'bf16'"):
-        _run(data, sc_file, tmp_path / "part", "--amp", "bf16", "--batch", "2", "--steps", "3", "--resume")
+        train._main(train.parse_args(["--data", str(data), "--out", str(tmp_path / "part"), "--sc", str(sc_file),
+                                      "--threads", "1", *COMMON, "--amp", "bf16", "--batch", "2", "--steps", "3",
+                                      "--resume"]))
 
 
 # ----------------------------------------------------------------------------------------------------------

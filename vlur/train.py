@@ -464,9 +464,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Exit codes as every command (`harness.cli`): 0 trained, 2 bad usage or data, 130 interrupted (Ctrl-C or
+    SIGTERM; the last checkpoint is kept, `--resume` continues)."""
+    args = parse_args(argv)
+    cli.setup_logging()
+    return cli.run_command(lambda: _main(args), args.out, what="checkpoint (the last one)")
+
+
+def _main(args: argparse.Namespace) -> int:
     from vlur import distributed as D
 
-    args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.use_deterministic_algorithms(True, warn_only=True)

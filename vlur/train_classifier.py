@@ -159,7 +159,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Exit codes as every command (`harness.cli`): 0 trained, 2 bad usage or data, 130 interrupted."""
     args = parse_args(argv)
+    cli.setup_logging()
+    return cli.run_command(lambda: _main(args), args.out, what="checkpoint (the last one)")
+
+
+def _main(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.use_deterministic_algorithms(True, warn_only=True)

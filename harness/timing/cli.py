@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from harness import cli
 from harness.timing.config import DTYPES, TimingConfig, parse_sizes
 from harness.timing.io import read_timing, write_timing
 from harness.timing.methods import time_methods
@@ -17,42 +18,45 @@ from harness.timing.render import render_timing_table
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m harness.timing",
+        prog="python -m harness.timing", formatter_class=cli.Formatter,
         description="Inference timing, FLOPs, memory and compute floors of restoration methods.",
     )
     p.add_argument("--methods", required=True, help="comma-separated method names (harness.registry)")
     p.add_argument("--sizes", default="1080p,2k", help="comma-separated: 720p, 1080p, 2k, 4k or WxH")
-    p.add_argument("--device", default=None, help="cuda, cuda:N or cpu (default: cuda if available)")
+    p.add_argument("--device", type=cli.device_arg, default=None,
+                   help="cuda, cuda:N or cpu (default: cuda if available)")
     p.add_argument("--dtype", default="fp32", choices=DTYPES)
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--compile", action="store_true", help="torch.compile restore / classify / restore_auto")
     p.add_argument("--compile-mode", default=None, help="torch.compile mode, e.g. max-autotune")
     p.add_argument("--no-cudnn-benchmark", action="store_true")
     p.add_argument("--mode", default="auto", choices=("auto", "text"))
-    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--batch", type=cli.positive_int, default=1)
     p.add_argument("--weights-dir", type=Path, default=None)
     p.add_argument("--weights", type=Path, default=None, help="one explicit checkpoint (single method)")
     p.add_argument("--random-weights", action="store_true",
                    help="build every method with its own seeded random initialisation (MethodOptions.random_weights;"
                         " recorded as weights 'random'): the speed and FLOPs do not depend on the values")
-    p.add_argument("--warmup", type=int, default=None)
-    p.add_argument("--iters", type=int, default=None, help="minimum timed calls (GPU 50, CPU 3)")
-    p.add_argument("--min-seconds", type=float, default=None, help="minimum timed seconds (GPU 2, CPU 10)")
-    p.add_argument("--max-iters", type=int, default=None)
-    p.add_argument("--max-seconds", type=float, default=None,
+    p.add_argument("--warmup", type=cli.non_negative_int, default=None)
+    p.add_argument("--iters", type=cli.positive_int, default=None, help="minimum timed calls (GPU 50, CPU 3)")
+    p.add_argument("--min-seconds", type=cli.non_negative_float, default=None,
+                   help="minimum timed seconds (GPU 2, CPU 10)")
+    p.add_argument("--max-iters", type=cli.positive_int, default=None)
+    p.add_argument("--max-seconds", type=cli.non_negative_float, default=None,
                    help="stop a measurement after this long even below --iters (at least 3 calls; recorded)")
     p.add_argument("--e2e", dest="e2e", action="store_true", default=None, help="measure end-to-end directly")
     p.add_argument("--no-e2e", dest="e2e", action="store_false")
     p.add_argument("--no-flops", action="store_true")
     p.add_argument("--flops-only", action="store_true",
                    help="count parameters and FLOPs on the meta device at each size; no timing (any machine)")
-    p.add_argument("--tile", type=int, default=512)
-    p.add_argument("--overlap", type=int, default=32)
+    p.add_argument("--tile", type=cli.positive_int, default=512)
+    p.add_argument("--overlap", type=cli.non_negative_int, default=32)
     p.add_argument("--blend", default="linear", choices=("linear", "crop"))
     p.add_argument("--force-tiled", action="store_true")
     p.add_argument("--fixed-type", default="low_haze_snow", help="the type given in text mode")
-    p.add_argument("--peak-tflops", type=float, default=None, help="the device's peak (CPU or unknown GPU)")
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--peak-tflops", type=cli.non_negative_float, default=None,
+                   help="the device's peak (CPU or unknown GPU)")
+    p.add_argument("--threads", type=cli.positive_int, default=None)
     p.add_argument("--detail", action="store_true", help="also print the per-size detail table")
     p.add_argument("--out", type=Path, default=None,
                    help="write timing.json, timing.md and timing.tex here (updated after every size)")
@@ -113,5 +117,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.out:
         paths = write_timing(records, args.out)
         log("wrote " + ", ".join(str(p) for p in paths))
+        try:
+            from harness import report_html
+
+            log(f"wrote {report_html.write_report(args.out, log=log)}")
+        except Exception as e:  # noqa: BLE001 - the page is a side effect
+            log(f"warning: could not write the results page in {args.out}: {type(e).__name__}: {e}")
     return 0 if all(not r.get("error") and not any(s.get("error") for s in r["sizes"].values())
                     for r in records) else 1
