@@ -164,7 +164,7 @@ def evaluate(slice_: dict, out_dir: Path, progress: bool = True) -> Evaluation:
 
     cfg = EvalConfig(methods=tuple(methods), modes=tuple(slice_["modes"]), data=root, out=Path(out_dir),
                      types=tuple(types), limit=slice_.get("limit"), convention=slice_["convention"],
-                     progress=progress, workers=1)
+                     progress=progress, workers=1, report=False)
     try:
         res = run_evaluation(cfg, log=log)
     except (ConfigError, DatasetError, registry.UnknownMethodError) as e:
