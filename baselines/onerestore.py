@@ -572,8 +572,9 @@ def _from_single_file(path: Path, mode: str = "auto") -> OneRestoreRestorer:
             embedder.weights_files = [path]
         label = str(ckpt.meta.get("weights_label", "demo"))
         return OneRestoreRestorer(model, embedder, weights_label=label, weights_files=files, meta=ckpt.meta)
+    model = load_onerestore(path)  # first: a file of another architecture is named as such, not as a missing embedder
     sibling = _check_exists(path.parent / EMBEDDER_FILE)  # needed in both modes: it holds the type table
-    return OneRestoreRestorer(load_onerestore(path), load_embedder(sibling), weights_files=[path, sibling])
+    return OneRestoreRestorer(model, load_embedder(sibling), weights_files=[path, sibling])
 
 
 class MissingDemoWeightsError(MissingWeightsError):

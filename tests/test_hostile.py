@@ -207,3 +207,14 @@ def test_timing_arguments_are_validated(argv, capsys):
     with pytest.raises(SystemExit) as e:
         timing_main(["--methods", "identity", *argv])
     assert e.value.code == 2 and "error: argument" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method", ["onerestore", "promptir", "mirnetv2", "moce-ir"])
+def test_a_state_dict_of_another_architecture_is_named_as_such(method, tmp_path):
+    from harness.registry import MethodOptions, create_restorer
+
+    torch.save({"conv.weight": torch.zeros(3, 3, 1, 1)}, tmp_path / "other.pt")
+    with pytest.raises(WeightsError) as e:
+        create_restorer(method, MethodOptions(weights=tmp_path / "other.pt", mode="text"))
+    assert "does not match" in str(e.value) and "other.pt" in str(e.value)
+    assert "not found" not in str(e.value)
