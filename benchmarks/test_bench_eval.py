@@ -74,6 +74,20 @@ def test_harness_identity(benchmark, release, tmp_path, workers):
     benchmark.extra_info["pairs_per_second"] = _pairs_per_second(benchmark)
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_harness_model_method(benchmark, release, tmp_path, workers):
+    """The demo OneRestore (text mode) on 2 full-size pairs: on a CPU the forward is the whole cost."""
+    import harness
+
+    def run():
+        out = tmp_path / f"m-{len(list(tmp_path.iterdir()))}"
+        harness.evaluate(data=release / "data", out=out, methods=["onerestore"], modes="text", types=["haze"],
+                         limit=2, workers=workers, progress=False, report=False, log=lambda m: None)
+
+    benchmark.pedantic(run, rounds=1, iterations=1)
+    benchmark.extra_info["pairs_per_second"] = 2 / benchmark.stats.stats.median
+
+
 def test_harness_released_outputs(benchmark, release, tmp_path):
     spec = f"outputs:bench={release / 'outputs'}"
     benchmark.pedantic(_harness, args=(release, tmp_path, [spec], 2), rounds=2, iterations=1)

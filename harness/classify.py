@@ -132,7 +132,8 @@ def _todo(store: RecordStore, items: Sequence[Pair], name: str, retry_failed: bo
 def _progress(total: int, desc: str, quiet: bool):
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, disable=quiet, unit="img", dynamic_ncols=True, file=sys.stderr)
+    return tqdm(total=total, desc=desc, disable=quiet, unit="img", dynamic_ncols=True, file=sys.stderr,
+                bar_format="{desc}: {n}/{total} images [{elapsed}<{remaining}, {rate_fmt}]")
 
 
 def run(args: argparse.Namespace, log=cli.route) -> int:
@@ -149,8 +150,10 @@ def run(args: argparse.Namespace, log=cli.route) -> int:
             {"methods": methods, "types": list(data.types), "limit": args.limit, "include_clear": args.include_clear,
              "data": {"root": str(data.root), "fingerprint": data.fingerprint, "counts": data.counts},
              "command": ["python", "-m", "harness.classify", *args.argv]}, indent=1))
+        todos = {name: _todo(store, items, name, args.retry_failed) for name in methods}
+        pbar = _progress(sum(len(t) for t in todos.values()), "classifying", args.quiet)  # one overall count + ETA
         for name in methods:
-            todo = _todo(store, items, name, args.retry_failed)
+            todo = todos[name]
             try:
                 opts = registry.MethodOptions(device=str(device), mode="auto", weights_dir=args.weights_dir,
                                               weights=args.weights)
@@ -165,14 +168,14 @@ def run(args: argparse.Namespace, log=cli.route) -> int:
             if hasattr(clf, "eval"):
                 clf.eval()
             weights = getattr(restorer, "weights_label", "none")
-            pbar = _progress(len(todo), f"{name} (classify)", args.quiet)
+            pbar.set_description(f"{name} (classify)")
             for lp in iter_loaded(todo, workers=args.workers):
                 rec = classify_record(name, weights, clf, lp, device)
                 store.append(rec)
                 if rec["status"] != "ok":
                     log(f"failed: {rec['error']}")
                 pbar.update(1)
-            pbar.close()
+        pbar.close()
         current = {p.key for p in items}
         records = [r for r in store if (r["type"], r["file"]) in current and r["method"] in methods
                    and r["mode"] == MODE]

@@ -138,6 +138,15 @@ def evaluate(slice_: dict, out_dir: Path, progress: bool = True) -> Evaluation:
     missing: dict[tuple, str] = {}
     methods = []
     for m in slice_["methods"]:
+        if m.startswith("outputs:"):  # a folder of restored images is gated like a model method
+            from harness.outputs import OutputsSpecError, parse_outputs_spec
+
+            try:
+                parse_outputs_spec(m)
+                methods.append(m)
+            except OutputsSpecError as e:
+                missing[(m.split("=", 1)[0].removeprefix("outputs:"), None, None)] = str(e)
+            continue
         try:
             registry.get_spec(m)
             methods.append(m)

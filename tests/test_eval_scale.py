@@ -119,3 +119,20 @@ def test_overlapped_scoring_gives_the_same_records(data):
     plain, overlapped = records(False), records(True)
     assert plain == overlapped and len(plain) == 9
     assert [k for k, *_ in plain] == [p.key for p in pairs]  # in order
+
+
+def test_compile_wraps_the_network_and_keeps_the_warm_up_out_of_the_records(data, tmp_path, monkeypatch):
+    import torch
+
+    compiled = []
+
+    def fake_compile(model, **kw):  # torch.compile's contract: a callable module; the real one needs a compiler
+        compiled.append(type(model).__name__)
+        return model
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    res = _eval(data, tmp_path / "o", methods=["onerestore"], compile=True)
+    assert compiled == ["OneRestore"]
+    assert res.summary["compute"]["compile"] is True
+    assert "onerestore/text" in res.summary["compute"]["compile_warmup_seconds"]
+    assert all(r["compute"]["compile"] for r in res.records) and len(res.records) == 9

@@ -242,3 +242,26 @@ def test_mini_data_spec(monkeypatch, tmp_path):
     assert gates.resolve_data("cdd11-mini:test") == tmp_path / "test"
     assert gates.resolve_data(str(tmp_path / "x")) == tmp_path / "x"
     assert gates.DEFAULT_SLICE["data"] == "cdd11-mini:test"
+
+
+def test_a_folder_of_restored_images_is_gated_like_a_model(env, tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    data, baseline = env
+    folder = tmp_path / "released"
+    for t in TYPES3:
+        (folder / t).mkdir(parents=True)
+        for f in sorted((data / t).iterdir()):
+            Image.open(f).save(folder / t / f.name)
+    spec = f"outputs:released={folder}"
+    assert gates.main(["--baseline", str(baseline), "--update-baseline", "--data", str(data), "--methods",
+                       f"identity,{spec}", "--modes", "text", "--types", ",".join(TYPES3), "--limit", "2"]) == 0
+    assert "released" in json.loads(baseline.read_text())["results"]
+    assert _gate(baseline) == 0
+    f = folder / TYPES3[0] / "im0.png"
+    a = np.asarray(Image.open(f)).astype(np.int16)
+    Image.fromarray(np.clip(a + 40, 0, 255).astype(np.uint8)).save(f)  # one output much worse
+    capsys.readouterr()
+    assert _gate(baseline) == 1
+    assert _row(capsys.readouterr().out, "released", TYPES3[0])[-2] == "REGRESSION"

@@ -218,3 +218,44 @@ def test_a_state_dict_of_another_architecture_is_named_as_such(method, tmp_path)
         create_restorer(method, MethodOptions(weights=tmp_path / "other.pt", mode="text"))
     assert "does not match" in str(e.value) and "other.pt" in str(e.value)
     assert "not found" not in str(e.value)
+
+
+def test_a_full_disk_keeps_every_written_record_and_the_rerun_completes(tmp_path, monkeypatch, capsys):
+    import errno
+
+    from harness.records import RecordStore
+
+    data = make_layout(tmp_path / "d", n=3, types=("haze", "rain"))
+    out = tmp_path / "o"
+    real_append, calls = RecordStore.append, []
+
+    def append(self, rec):
+        calls.append(1)
+        if len(calls) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device", str(self.path))
+        real_append(self, rec)
+
+    monkeypatch.setattr(RecordStore, "append", append)
+    rc = run_main(["--data", str(data), "--out", str(out), "--quiet", "--workers", "0"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "No space left on device" in err and "records.jsonl" in err and "Traceback" not in err
+    assert len(read_records(out / "records.jsonl")[0]) == 2  # what was written before the fault stays
+    assert not list(out.glob("*.tmp")) and not list(out.glob("*.part"))
+    monkeypatch.setattr(RecordStore, "append", real_append)
+    assert run_main(["--data", str(data), "--out", str(out), "--quiet", "--workers", "0"]) == 0
+    assert len(read_records(out / "records.jsonl")[0]) == 6
+
+
+def test_an_unreadable_folder_is_a_message(tmp_path, monkeypatch, capsys):
+    data = make_layout(tmp_path / "d", n=1, types=("haze",))
+    real_iterdir = Path.iterdir
+
+    def iterdir(self):
+        if self.name == "haze":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_iterdir(self)
+
+    monkeypatch.setattr(Path, "iterdir", iterdir)
+    assert run_main(["--data", str(data), "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot list" in err and "haze" in err and "Permission denied" in err and "Traceback" not in err

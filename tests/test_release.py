@@ -113,3 +113,17 @@ def test_jobs_score_in_parallel_processes_with_the_same_tables(release_root, tmp
     import json
 
     assert json.loads((tmp_path / "two" / "summary.json").read_text())["processes"] == 2
+
+
+def test_demo_release_from_the_embedded_data_round_trips(tmp_path):
+    root = release.make_demo_release(tmp_path / "demo", methods=("identity",), limit=1, progress=False,
+                                     log=lambda m: None)
+    assert sorted(p.name for p in root.iterdir()) == ["00_gt", "01_input", "02_identity-demo"]
+    res = release.score_release(root, tmp_path / "scores", progress=False, log=lambda m: None)
+    assert res.exit_code == 0 and len(res.records) == 22
+    by = {}
+    for r in res.records:
+        by.setdefault((r["type"], r["file"]), []).append(r["psnr"])
+    assert all(len(v) == 2 and v[0] == v[1] for v in by.values())  # the identity outputs equal the inputs
+    with pytest.raises(release.ReleaseError, match="not empty"):
+        release.make_demo_release(root, methods=("identity",), limit=1, progress=False)
