@@ -42,13 +42,13 @@ would strip one), committed to the repository itself.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from baselines import layers
 from harness.registry import MethodInfo, MethodOptions, Paper, check_method_args, register
 from harness.weights import (
     MissingWeightsError,
@@ -235,14 +235,8 @@ class Fourmer(nn.Module):
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int = SIZE_MULTIPLE) -> torch.Tensor:
-    """Pad bottom / right up to multiples of `multiple`: reflect, replicate where a side is too short."""
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if ph:
-        x = F.pad(x, (0, 0, 0, ph), mode="reflect" if ph < h else "replicate")
-    if pw:
-        x = F.pad(x, (0, pw, 0, 0), mode="reflect" if pw < w else "replicate")
-    return x
+    """`baselines.layers.pad_to_multiple` with this network's size multiple as the default."""
+    return layers.pad_to_multiple(x, multiple)
 
 
 # ---------------------------------------------------------------------------------------------- weights
@@ -273,32 +267,12 @@ def load_fourmer(path: Path | str, device: torch.device | str = "cpu") -> Fourme
 # ---------------------------------------------------------------------------------------------- adapter
 
 
-class FourmerRestorer:
+class FourmerRestorer(layers.PaddedRestorer):
     """`Restorer` adapter (blind: the degradation type is ignored): pad to 4 (instead of the official
     resize), run, crop back, clamp to [0, 1]."""
 
     name = "fourmer"
-
-    def __init__(self, model: Fourmer, weights_files: Sequence[Path | str] = (), weights_label: str = "official"):
-        self.model = model.eval()
-        self.weights_files = [Path(p) for p in weights_files]
-        self.weights_label = weights_label
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    def restore(self, images: torch.Tensor, degradation: Sequence[str] | None = None) -> torch.Tensor:
-        del degradation  # blind method
-        x = images.to(self.device, torch.float32)
-        h, w = x.shape[-2:]
-        with torch.inference_mode():
-            out = self.model(pad_to_multiple(x))
-        return out[..., :h, :w].clamp(0, 1)
-
-    def to(self, device: torch.device | str) -> FourmerRestorer:
-        self.model.to(device)
-        return self
+    multiple = SIZE_MULTIPLE
 
 
 @register(

@@ -1,10 +1,14 @@
-"""Building blocks shared by the Restormer family (PromptIR, OneRestore, VL-UR's restorer).
+"""Building blocks shared by the Restormer family (PromptIR, OneRestore, VL-UR's restorer), and the padding /
+`Restorer` adapter shared by the blind baselines that pad to a size multiple (Fourmer, OKNet, MIRNet-v2, ...).
 
 Attribute names follow the released checkpoints (`body.weight`, `qkv_dwconv`, `project_in`, ...), so
 every model built from these blocks loads the official state_dicts unchanged.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -86,3 +90,53 @@ class ChannelSelfAttention(nn.Module):
         k = F.normalize(k, dim=-1)
         attn = (q @ k.transpose(-2, -1) * self.temperature).softmax(dim=-1)
         return self.project_out(merge_heads(attn @ v, h, w))
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Pad the bottom and right of a B×C×H×W batch up to multiples of `multiple` (a side already a multiple is
+    left alone, and `x` itself returned when both are): reflect, as the official test scripts do, or replicate
+    along a side too short to reflect (padding ≥ its length)."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph:
+        x = F.pad(x, (0, 0, 0, ph), mode="reflect" if ph < h else "replicate")
+    if pw:
+        x = F.pad(x, (0, pw, 0, 0), mode="reflect" if pw < w else "replicate")
+    return x
+
+
+class PaddedRestorer:
+    """`Restorer` adapter for a blind network that needs sizes divisible by `multiple`: pad bottom / right
+    (`pad_to_multiple`), run `forward_model`, crop back to the input size, clamp to [0, 1] where `clamp`.
+
+    Subclasses set `name`, `multiple` and `clamp`, and override `forward_model` when the network's output is not
+    the restored image itself. The degradation type, if given, is ignored."""
+
+    name: str
+    multiple: int = 4
+    clamp: bool = True
+
+    def __init__(self, model: nn.Module, weights_files: Sequence[Path | str] = (), weights_label: str = "official"):
+        self.model = model.eval()
+        self.weights_files = [Path(p) for p in weights_files]
+        self.weights_label = weights_label
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def forward_model(self, x: torch.Tensor) -> torch.Tensor:
+        """The restored (padded) image for the padded batch `x`."""
+        return self.model(x)
+
+    def restore(self, images: torch.Tensor, degradation: Sequence[str] | None = None) -> torch.Tensor:
+        del degradation  # blind method
+        x = images.to(self.device, torch.float32)
+        h, w = x.shape[-2:]
+        with torch.inference_mode():
+            out = self.forward_model(pad_to_multiple(x, self.multiple))[..., :h, :w]
+        return out.clamp(0, 1) if self.clamp else out
+
+    def to(self, device: torch.device | str) -> PaddedRestorer:
+        self.model.to(device)
+        return self

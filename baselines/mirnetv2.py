@@ -58,6 +58,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from baselines import layers
 from harness.registry import MethodArgError, MethodInfo, MethodOptions, Paper, check_method_args, register
 from harness.weights import (
     MissingWeightsError,
@@ -283,15 +284,8 @@ class MIRNetV2(nn.Module):
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int = SIZE_MULTIPLE) -> torch.Tensor:
-    """Pad the bottom and right of a B×C×H×W batch up to multiples of `multiple` (sides already a multiple
-    are left alone). Reflect padding as in the official test; replicate along a side too short to reflect."""
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if ph:
-        x = F.pad(x, (0, 0, 0, ph), mode="reflect" if ph < h else "replicate")
-    if pw:
-        x = F.pad(x, (0, pw, 0, 0), mode="reflect" if pw < w else "replicate")
-    return x
+    """`baselines.layers.pad_to_multiple` with this network's size multiple as the default."""
+    return layers.pad_to_multiple(x, multiple)
 
 
 # ---------------------------------------------------------------------------------------------- weights
@@ -323,36 +317,17 @@ def load_mirnetv2(path: Path | str, device: torch.device | str = "cpu") -> MIRNe
 # ---------------------------------------------------------------------------------------------- adapter
 
 
-class MIRNetV2Restorer:
+class MIRNetV2Restorer(layers.PaddedRestorer):
     """`Restorer` adapter: pad to a multiple of 4 (reflect, bottom/right), run, crop, clamp to [0, 1].
 
     Blind: the degradation type, if given, is ignored.
     """
 
     name = "mirnetv2"
-
-    def __init__(self, model: MIRNetV2, weights_files: Sequence[Path | str] = (), weights_label: str = "official"):
-        self.model = model.eval()
-        self.weights_files = [Path(p) for p in weights_files]
-        self.weights_label = weights_label
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+    multiple = SIZE_MULTIPLE
 
     def weights_sha256(self) -> dict[str, str]:
         return {p.name: sha256_file(p) for p in self.weights_files}
-
-    def restore(self, images: torch.Tensor, degradation: Sequence[str] | None = None) -> torch.Tensor:
-        del degradation  # blind method
-        h, w = images.shape[-2:]
-        with torch.inference_mode():
-            x = pad_to_multiple(images.to(self.device, torch.float32), SIZE_MULTIPLE)
-            return self.model(x)[..., :h, :w].clamp(0.0, 1.0)
-
-    def to(self, device: torch.device | str) -> MIRNetV2Restorer:
-        self.model.to(device)
-        return self
 
 
 _METHOD_ARGS = {"release": f"which released file to load from --weights-dir: {', '.join(RELEASES)}"}

@@ -85,14 +85,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from baselines import layers
 from baselines.layers import ChannelLayerNorm, ChannelSelfAttention, GatedFFN, merge_heads, split_heads
 from harness.registry import MethodArgError, MethodInfo, MethodOptions, Paper, check_method_args, register
 from harness.weights import (
     MissingWeightsError,
-    WeightsError,
     extract_state_dict,
     load_strict,
-    read_checkpoint,
+    read_checkpoint_stubbing_objects,
     select_prefix,
     strip_prefix,
 )
@@ -547,64 +547,24 @@ class ReplayNoise:
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int = SIZE_MULTIPLE) -> torch.Tensor:
-    """Pad the bottom and right of a B×C×H×W batch up to multiples of `multiple`: reflect, or replicate along
-    a side too short to reflect (padding ≥ its length)."""
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if ph:
-        x = F.pad(x, (0, 0, 0, ph), mode="reflect" if ph < h else "replicate")
-    if pw:
-        x = F.pad(x, (0, pw, 0, 0), mode="reflect" if pw < w else "replicate")
-    return x
+    """`baselines.layers.pad_to_multiple` with this network's size multiple as the default."""
+    return layers.pad_to_multiple(x, multiple)
 
 
 # ---------------------------------------------------------------------------------------------- weights
 
 
-def _read_stubbing_objects(path: Path, original: WeightsError) -> object:
-    """Read a checkpoint whose training entries (callbacks, hyper-parameters) hold objects that
-    `weights_only=True` refuses: every such global is replaced by an inert class, so nothing from the file is
-    imported or executed; those entries are dropped anyway."""
-    ser = torch.serialization
-    if not hasattr(ser, "get_unsafe_globals_in_checkpoint"):
-        raise original
-    try:
-        names = ser.get_unsafe_globals_in_checkpoint(str(path))
-    except Exception:  # noqa: BLE001 - not a zip checkpoint: the first error says enough
-        raise original from None
-    if not names:
-        raise original
-
-    class _Inert:
-        def __init__(self, *args, **kwargs):
-            pass
-
-        def __setstate__(self, state):
-            pass
-
-    stand_ins = [(type(n.rsplit(".", 1)[-1], (_Inert,), {}), n) for n in names]
-    try:
-        with ser.safe_globals(stand_ins):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001
-        raise WeightsError(
-            f"{original}\n  The file holds objects other than tensors ({', '.join(names[:6])}) that could not be"
-            f" read safely ({type(e).__name__}: {e}). If you trust it, save its weights once with\n"
-            f"    python -c \"import torch; c = torch.load('{path}', weights_only=False);"
-            f" torch.save(c['state_dict'], 'moce_ir_state_dict.pt')\"\n  and pass that file with --weights."
-        ) from None
+_STUB_HINT = (
+    f"MoCE-IR's weights are published at {PUBLISHED_AT}; from another file, save its 'state_dict' entry once in"
+    " the authors' environment (torch.save(c['state_dict'], 'moce_ir_state_dict.pt')) and pass that with --weights."
+)
 
 
 def moce_ir_state_dict(path: Path | str) -> dict[str, torch.Tensor]:
     """The MoCE-IR weights in a file: the released Lightning checkpoint (network under `net.` in its
     `state_dict`) or a plain state_dict; `module.` prefixes removed."""
     path = Path(path)
-    try:
-        obj = read_checkpoint(path)
-    except WeightsError as e:
-        if not path.is_file():
-            raise
-        obj = _read_stubbing_objects(path, e)
+    obj = read_checkpoint_stubbing_objects(path, _STUB_HINT)
     sd = strip_prefix(extract_state_dict(obj, path), "module.")
     if any(k.startswith("net.") for k in sd):
         sd = select_prefix(sd, "net.")

@@ -32,14 +32,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from baselines import layers
 from baselines.layers import ChannelLayerNorm, ChannelSelfAttention, GatedFFN
 from harness.registry import MethodInfo, MethodOptions, Paper, register
 from harness.weights import (
     MissingWeightsError,
-    WeightsError,
     extract_state_dict,
     load_strict,
-    read_checkpoint,
+    read_checkpoint_stubbing_objects,
     select_prefix,
     strip_prefix,
 )
@@ -229,71 +229,24 @@ class PromptIR(nn.Module):
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int = SIZE_MULTIPLE) -> torch.Tensor:
-    """Pad the bottom and right of a B×C×H×W batch up to multiples of `multiple`.
-
-    Reflect padding, except along a side too short to reflect (padding ≥ its length), which is replicated.
-    """
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if ph:
-        x = F.pad(x, (0, 0, 0, ph), mode="reflect" if ph < h else "replicate")
-    if pw:
-        x = F.pad(x, (0, pw, 0, 0), mode="reflect" if pw < w else "replicate")
-    return x
+    """`baselines.layers.pad_to_multiple` with this network's size multiple as the default."""
+    return layers.pad_to_multiple(x, multiple)
 
 
 # ---------------------------------------------------------------------------------------------- weights
 
 
-def _read_with_stubs(path: Path, original: WeightsError) -> object:
-    """Re-read a checkpoint whose extra entries hold objects that `weights_only=True` refuses.
-
-    Every global the file names outside PyTorch's safe list is replaced by an inert stub class, so the
-    load stays `weights_only=True` (nothing from the file is imported or run); the stubbed entries are
-    training state (callbacks, hyper-parameters, ...) that we drop anyway.
-    """
-    serialization = torch.serialization
-    if not hasattr(serialization, "get_unsafe_globals_in_checkpoint"):
-        raise original
-    try:
-        names = serialization.get_unsafe_globals_in_checkpoint(str(path))
-    except Exception:  # noqa: BLE001 - not a zip checkpoint, or unreadable: the first error says it all
-        raise original from None
-    if not names:
-        raise original
-
-    class _Stub:
-        def __init__(self, *args, **kwargs):
-            pass
-
-        def __setstate__(self, state):
-            pass
-
-    stubs = [(type(n.rsplit(".", 1)[-1], (_Stub,), {}), n) for n in names]
-    try:
-        with serialization.safe_globals(stubs):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001
-        raise WeightsError(
-            f"{original}\n  The file holds objects other than tensors ({', '.join(names[:6])})"
-            f" and could not be read safely ({type(e).__name__}: {e}).\n"
-            "  If you trust the file, save its weights once with\n"
-            f"    python -c \"import torch; c = torch.load('{path}', weights_only=False);"
-            f" torch.save(c['state_dict'], 'promptir_state_dict.pt')\"\n"
-            "  and pass that file with --weights."
-        ) from None
+_STUB_HINT = (
+    f"PromptIR's weights are published at {PUBLISHED_AT}; from another file, save its 'state_dict' entry once in"
+    " the authors' environment (torch.save(c['state_dict'], 'promptir_state_dict.pt')) and pass that with --weights."
+)
 
 
 def promptir_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """The PromptIR weights in a file: the released Lightning checkpoint (network under `net.` in its
     `state_dict`, next to optimizer and loop state) or a plain state_dict, `module.` prefixes removed."""
     path = Path(path)
-    try:
-        obj = read_checkpoint(path)
-    except WeightsError as e:
-        if not path.is_file():
-            raise
-        obj = _read_with_stubs(path, e)
+    obj = read_checkpoint_stubbing_objects(path, _STUB_HINT)
     sd = extract_state_dict(obj, path)
     sd = strip_prefix(sd, "module.")
     if any(k.startswith("net.") for k in sd):

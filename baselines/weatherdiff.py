@@ -60,7 +60,7 @@ from harness.weights import (
     WeightsError,
     extract_state_dict,
     load_strict,
-    read_checkpoint,
+    read_checkpoint_stubbing_objects,
     strip_prefix,
 )
 
@@ -400,37 +400,10 @@ def sample(
 # ---------------------------------------------------------------------------------------------- weights
 
 
-def _read_with_stubs(path: Path, original: WeightsError) -> object:
-    """Read a training checkpoint whose extra entries (argparse `Namespace`s) `weights_only=True` refuses,
-    still with `weights_only=True`: every global outside PyTorch's safe list becomes an inert stub class."""
-    serialization = torch.serialization
-    try:
-        names = serialization.get_unsafe_globals_in_checkpoint(str(path))
-    except Exception:  # noqa: BLE001 - not a zip checkpoint (or unreadable): the first error says it
-        names = []
-    if not names:
-        raise original
-
-    class _Inert:
-        def __init__(self, *args, **kwargs):
-            pass
-
-        def __setstate__(self, state):
-            pass
-
-    stubs = [(type(n.rsplit(".", 1)[-1], (_Inert,), {}), n) for n in names]
-    try:
-        with serialization.safe_globals(stubs):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001
-        raise WeightsError(
-            f"{original}\n  The file holds objects other than tensors ({', '.join(names[:6])}) and could not be"
-            f" read with weights_only=True ({type(e).__name__}: {e}); refusing to unpickle it.\n"
-            "  If you trust the file, export its EMA weights once with\n"
-            f"    python -c \"import torch; c = torch.load('{path}', weights_only=False);"
-            " torch.save(c['ema_helper'], 'WeatherDiff64_ema.pth')\"\n"
-            "  and pass that file with --weights."
-        ) from None
+_STUB_HINT = (
+    f"WeatherDiffusion's weights are published at {PUBLISHED_AT}; from another file, export its EMA weights once in"
+    " the authors' environment (torch.save(c['ema_helper'], 'WeatherDiff64_ema.pth')) and pass that with --weights."
+)
 
 
 def weatherdiff_state_dict(path: Path | str, *, ema: bool = True) -> dict[str, torch.Tensor]:
@@ -438,12 +411,7 @@ def weatherdiff_state_dict(path: Path | str, *, ema: bool = True) -> dict[str, t
     official evaluation uses (or its raw `state_dict` with `ema=False`), or a plain state_dict; any
     DataParallel `module.` prefix is removed."""
     path = Path(path)
-    try:
-        obj = read_checkpoint(path)
-    except WeightsError as e:
-        if not path.is_file():
-            raise
-        obj = _read_with_stubs(path, e)
+    obj = read_checkpoint_stubbing_objects(path, _STUB_HINT)
     training = isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping) and (
         "ema_helper" in obj or "optimizer" in obj
     )

@@ -57,6 +57,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from baselines import layers
 from harness.registry import MethodArgError, MethodInfo, MethodOptions, Paper, check_method_args, register
 from harness.weights import (
     MissingWeightsError,
@@ -338,15 +339,8 @@ class WGWSNet(nn.Module):
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int = SIZE_MULTIPLE) -> torch.Tensor:
-    """Pad the bottom and right of a B×C×H×W batch up to multiples of `multiple`: reflect, or replicate along
-    a side too short to reflect."""
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if ph:
-        x = F.pad(x, (0, 0, 0, ph), mode="reflect" if ph < h else "replicate")
-    if pw:
-        x = F.pad(x, (0, pw, 0, 0), mode="reflect" if pw < w else "replicate")
-    return x
+    """`baselines.layers.pad_to_multiple` with this network's size multiple as the default."""
+    return layers.pad_to_multiple(x, multiple)
 
 
 # ---------------------------------------------------------------------------------------------- weights

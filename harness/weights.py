@@ -60,10 +60,11 @@ def read_checkpoint(path: Path) -> object:
                            f"({type(e).__name__}: {detail})") from None
 
 
-def read_checkpoint_stubbing_objects(path: Path) -> object:
+def read_checkpoint_stubbing_objects(path: Path, hint: str = "") -> object:
     """`read_checkpoint`, but entries that hold non-tensor Python objects (training state: callbacks,
     hyper-parameter namespaces, ...) are read as inert stubs instead of refused. The load stays
-    `weights_only=True`: nothing named in the file is imported or run."""
+    `weights_only=True`: nothing named in the file is imported or run. `hint` (the caller's advice: which entry
+    to export, where the file is published) ends the message when even the stubbed read fails."""
     try:
         return read_checkpoint(path)
     except WeightsError as first:
@@ -93,7 +94,7 @@ def read_checkpoint_stubbing_objects(path: Path) -> object:
                 return torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001
             raise WeightsError(f"{first}\n  (objects found: {', '.join(names[:6])}; reading them as inert stubs "
-                               f"failed too: {type(e).__name__})") from None
+                               f"failed too: {type(e).__name__}: {e})" + (f"\n  {hint}" if hint else "")) from None
 
 
 def extract_state_dict(obj: object, path: Path, nested: Iterable[str] = ("state_dict", "model", "net")) -> dict:

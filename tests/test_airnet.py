@@ -9,13 +9,18 @@ The shape / batch tests use milder weights where the network is well conditioned
 
 from __future__ import annotations
 
-import importlib.util
-import json
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from baseline_checks import (
+    assert_close_to_reference,
+    assert_tensors_match_manifest,
+    assert_weights_equal_seeded_init,
+    case_meta,
+    fill,
+)
 
 from baselines.airnet import PUBLISHED_AT, AirNet, AirNetRestorer, ModulatedDeformConv, load_airnet
 from harness.protocol import Restorer
@@ -23,16 +28,6 @@ from harness.registry import MethodOptions, create_restorer, get_spec
 from harness.weights import MissingWeightsError, WeightsError
 
 DATA = Path(__file__).parent / "data"
-
-
-def _load_fill():
-    spec = importlib.util.spec_from_file_location("airnet_test_fill", DATA / "fill.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-fill = _load_fill()
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +38,7 @@ def case0():
 @pytest.fixture(scope="module")
 def filled_sd() -> dict[str, torch.Tensor]:
     sd = AirNet().state_dict()
-    scale = json.loads((DATA / "cases.json").read_text())["airnet_case0"]["fill_scale"]
-    return fill.fill_state_dict(sd, salt=0, scale=scale)
+    return fill.fill_state_dict(sd, salt=0, scale=case_meta("airnet_case0")["fill_scale"])
 
 
 @pytest.fixture(scope="module")
@@ -74,13 +68,9 @@ def tame_model() -> AirNet:
 
 # ------------------------------------------------------------------------------------------------ layout
 def test_state_dict_matches_manifest():
-    manifest = json.loads((DATA / "airnet.manifest.json").read_text())
     sd = AirNet().state_dict()
-    assert list(sd) == list(manifest)
+    assert_tensors_match_manifest(sd, "airnet.manifest.json")
     assert len(sd) == 584
-    for key, spec in manifest.items():
-        assert list(sd[key].shape) == spec["shape"], key
-        assert str(sd[key].dtype).removeprefix("torch.") == spec["dtype"], key
 
 
 def test_deform_conv_offset_layout():
@@ -107,9 +97,7 @@ def test_deform_conv_offset_layout():
 def test_reference_vector(case0, case0_out):
     ref = case0["out"]
     assert case0_out.shape == ref.shape and case0_out.dtype == torch.float32
-    err = (case0_out - ref).abs().max().item()
-    tol = 1e-4 * max(1.0, ref.abs().max().item())
-    assert err <= tol, f"max|ours - official| = {err:.3g} > {tol:.3g}"
+    assert_close_to_reference(case0_out, ref, "max|ours - official|")
 
 
 def test_takes_unit_range_input(case0, filled_model, case0_out):
@@ -227,8 +215,6 @@ def test_registered_method_random_weights():
     restorer = create_restorer("airnet", MethodOptions(random_weights=True))
     assert torch.equal(torch.random.get_rng_state(), before)  # the caller's random stream is untouched
     assert restorer.weights_label == "random" and restorer.weights_files == ()
-    torch.manual_seed(0)
-    reference = AirNet().state_dict()
-    assert all(torch.equal(v, reference[k]) for k, v in restorer.model.state_dict().items())
+    assert_weights_equal_seeded_init(restorer.model, AirNet)
     out = restorer.restore(fill.make_input((1, 3, 12, 20), seed=5))
     assert out.shape == (1, 3, 12, 20) and torch.isfinite(out).all()

@@ -4,13 +4,31 @@ CPU, offline."""
 
 from __future__ import annotations
 
-import importlib.util
-import json
 from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
+from baseline_checks import (
+    assert_matches_manifest,
+    assert_needs_weights,
+    assert_odd_size_adapter,
+    assert_official_restorer,
+    assert_pads_to_multiple,
+    assert_reads_state_dict,
+    assert_refuses_garbage,
+    assert_same_weights,
+    assert_type_is_ignored,
+    assert_unknown_method_arg,
+    batch_and_single_runs,
+    fill,
+    filled,
+    missing_file_message,
+    module_prefixed,
+    one_thread,  # noqa: F401 - autouse: one intra-op thread for the module
+    random_restorer,
+    rel_err,
+    wrong_file_message,
+)
 
 from baselines.fourmer import (
     CHECKPOINT_NAME,
@@ -21,67 +39,23 @@ from baselines.fourmer import (
     load_fourmer,
     pad_to_multiple,
 )
-from harness.protocol import Restorer
-from harness.registry import MethodArgError, MethodOptions, create_restorer, get_spec
-from harness.weights import MissingWeightsError, WeightsError
+from harness.registry import get_spec
 
 DATA = Path(__file__).parent / "data"
 CASE = torch.load(DATA / "fourmer_case0.pt", weights_only=True)
 
 
-def _load_fill():
-    spec = importlib.util.spec_from_file_location("_vlur_fill", DATA / "fill.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-fill = _load_fill()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # The test machine's cores are shared: one intra-op thread is several times faster than oversubscribing.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
-def model(_one_thread) -> Fourmer:
+def model() -> Fourmer:
     """Fourmer with the case's deterministic weights (salt 0, the H sub-blocks scaled by 0.1)."""
-    net = Fourmer().eval()
-    sd = net.state_dict()
-    fill.fill_state_dict(sd, salt=CASE["salt"], scale=CASE["fill_scale"])
-    net.load_state_dict(sd)
-    return net
-
-
-def _assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
-    sa, sb = a.state_dict(), b.state_dict()
-    assert list(sa) == list(sb)
-    for k in sa:
-        assert torch.equal(sa[k], sb[k]), k
-
-
-def _rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
-    return (out - ref).abs().max().item() / max(1.0, ref.abs().max().item())
+    return filled(Fourmer().eval(), salt=CASE["salt"], scale=CASE["fill_scale"])
 
 
 # ------------------------------------------------------------------------------------------ architecture
 
 
 def test_state_dict_matches_official_manifest(model):
-    manifest = json.loads((DATA / "fourmer.manifest.json").read_text())
-    ours = {
-        k: {"shape": list(v.shape), "dtype": str(v.dtype).removeprefix("torch.")}
-        for k, v in model.state_dict().items()
-    }
-    assert len(manifest) == 376
-    assert list(ours) == list(manifest)  # same keys, same order
-    assert ours == manifest
-    assert sum(p.numel() for p in model.parameters()) == 84_491
+    assert_matches_manifest(model, "fourmer.manifest.json", n_keys=376, n_params=84_491)
     assert not list(model.buffers())
 
 
@@ -92,7 +66,7 @@ def test_matches_official_test_vector(model):
     ref = CASE["out"]
     assert out.shape == ref.shape and out.dtype == torch.float32
     # Outputs are large with filled weights (max |out| ~1e3): the criterion is relative to max |out|.
-    assert _rel_err(out, ref) <= 1e-4, _rel_err(out, ref)
+    assert rel_err(out, ref) <= 1e-4, rel_err(out, ref)
 
 
 def test_module_runs_odd_sizes(model):
@@ -106,25 +80,11 @@ def test_module_runs_odd_sizes(model):
 
 
 def test_adapter_odd_size_is_padded_cropped_and_clamped(model):
-    restorer = FourmerRestorer(model)
-    x = fill.make_input((1, 3, 37, 53), seed=3)
-    out = restorer.restore(x)
-    assert out.shape == x.shape and torch.isfinite(out).all()
-    assert out.min() >= 0 and out.max() <= 1
-    with torch.inference_mode():
-        padded = F.pad(x, (0, 3, 0, 3), mode="reflect")  # to 40×56 at the bottom / right
-        expected = model(padded)[..., :37, :53].clamp(0, 1)
-    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+    assert_odd_size_adapter(FourmerRestorer(model), model, pad=3, atol=0)  # to 40×56 at the bottom / right
 
 
 def test_pad_to_multiple():
-    x = torch.arange(2 * 3 * 5 * 2, dtype=torch.float32).reshape(2, 3, 5, 2)
-    y = pad_to_multiple(x, 4)
-    assert y.shape == (2, 3, 8, 4)
-    torch.testing.assert_close(y[..., :5, :2], x)
-    torch.testing.assert_close(y[..., 5, :2], x[..., 3, :])  # reflected row
-    torch.testing.assert_close(y[..., :5, 3], x[..., :, 1])  # replicated column (too narrow to reflect)
-    assert pad_to_multiple(torch.zeros(1, 3, 16, 8)).shape == (1, 3, 16, 8)
+    assert_pads_to_multiple(pad_to_multiple, 4, rows=5, cols=2)
 
 
 def test_batch_equals_single_runs(model):
@@ -132,15 +92,12 @@ def test_batch_equals_single_runs(model):
     with torch.inference_mode():
         both = model(x)
         one = torch.cat([model(x[:1]), model(x[1:])])
-    assert _rel_err(both, one) <= 1e-5
+    assert rel_err(both, one) <= 1e-5
     # The adapter on an odd size (padding, crop, clamp), with the default init: filled weights give outputs of
     # ~1e3 whose clamp at 0 / 1 turns float noise into an absolute difference.
     torch.manual_seed(0)
     restorer = FourmerRestorer(Fourmer())
-    x = fill.make_input((2, 3, 21, 27), seed=6)
-    both = restorer.restore(x)
-    one = torch.cat([restorer.restore(x[:1]), restorer.restore(x[1:])])
-    assert both.shape == x.shape
+    both, one = batch_and_single_runs(restorer.restore, fill.make_input((2, 3, 21, 27), seed=6))
     assert (both - one).abs().max().item() <= 1e-5
 
 
@@ -152,7 +109,7 @@ def test_loads_released_plain_state_dict(model, tmp_path):
     torch.save(model.state_dict(), path)  # the released file is a plain OrderedDict of tensors
     loaded = load_fourmer(path)
     assert not loaded.training
-    _assert_same_weights(loaded, model)
+    assert_same_weights(loaded, model)
     x = fill.make_input((1, 3, 16, 20), seed=9)
     with torch.inference_mode():
         assert torch.equal(loaded(x), model(x))
@@ -166,42 +123,29 @@ def _small_state_dict() -> dict[str, torch.Tensor]:
     "wrap",
     [
         lambda sd: sd,
-        lambda sd: {f"module.{k}": v for k, v in sd.items()},
+        module_prefixed,
         lambda sd: {"state_dict": sd, "epoch": 3},
-        lambda sd: {"model": {f"module.{k}": v for k, v in sd.items()}},
+        lambda sd: {"model": module_prefixed(sd)},
     ],
     ids=["plain", "module", "state_dict", "model-module"],
 )
 def test_state_dict_formats(tmp_path, wrap):
     sd = _small_state_dict()
-    torch.save(wrap(sd), tmp_path / "w.pth")
-    got = fourmer_state_dict(tmp_path / "w.pth")
-    assert list(got) == list(sd)
-    assert all(torch.equal(got[k], v) for k, v in sd.items())
+    assert_reads_state_dict(fourmer_state_dict, tmp_path / "w.pth", wrap(sd), sd)
 
 
 def test_wrong_file_lists_differences(tmp_path):
     # The variant the LOL option file names (EnhanceN_arch1: 7×7 extract) does not fit the released weights.
     wrong = {"extract.weight": torch.zeros(8, 3, 7, 7), "not_fourmer.weight": torch.zeros(2)}
-    torch.save(wrong, tmp_path / "other.pth")
-    with pytest.raises(WeightsError) as info:
-        load_fourmer(tmp_path / "other.pth")
-    msg = str(info.value)
-    assert not isinstance(info.value, MissingWeightsError)
-    assert "other.pth" in msg
+    msg = wrong_file_message(load_fourmer, tmp_path / "other.pth", wrong)
     assert "375 missing key(s)" in msg and "extract.bias" in msg
     assert "unexpected key(s), first: not_fourmer.weight" in msg
     assert "extract.weight expected (8, 3, 1, 1) got (8, 3, 7, 7)" in msg
-
-    (tmp_path / "garbage.pth").write_bytes(b"this is not a checkpoint")
-    with pytest.raises(WeightsError, match="garbage.pth"):
-        load_fourmer(tmp_path / "garbage.pth")
+    assert_refuses_garbage(load_fourmer, tmp_path / "garbage.pth")
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(MissingWeightsError) as info:
-        load_fourmer(tmp_path / CHECKPOINT_NAME)
-    msg = str(info.value)
+    msg = missing_file_message(load_fourmer, tmp_path / CHECKPOINT_NAME)
     assert CHECKPOINT_NAME in msg and "https://github.com/manman1995/Fourmer" in msg
     assert "LLIE/pretrain/LOL/0_bestavg.pth" in PUBLISHED_AT
 
@@ -213,27 +157,12 @@ def test_registered_method(model, tmp_path):
     # Importing baselines.fourmer (above) registers "fourmer"; the central registry entries come later.
     assert get_spec("fourmer").modes == ("auto", "text")
 
-    rnd = create_restorer("fourmer", MethodOptions(random_weights=True))
-    assert isinstance(rnd, Restorer) and isinstance(rnd, FourmerRestorer)
-    assert rnd.name == "fourmer" and rnd.weights_label == "random" and rnd.weights_files == []
-    _assert_same_weights(rnd.model, create_restorer("fourmer", MethodOptions(random_weights=True)).model)
-
-    with pytest.raises(MethodArgError, match="flag"):
-        create_restorer("fourmer", MethodOptions(random_weights=True, method_args={"flag": "1"}))
+    assert isinstance(random_restorer("fourmer"), FourmerRestorer)
+    assert_unknown_method_arg("fourmer", {"flag": "1"}, match="flag")
 
     path = tmp_path / CHECKPOINT_NAME
     torch.save(model.state_dict(), path)
-    restorer = create_restorer("fourmer", MethodOptions(weights_dir=tmp_path))
-    assert restorer.weights_label == "official" and restorer.weights_files == [path]
-    _assert_same_weights(restorer.model, model)
-    x = fill.make_input((2, 3, 16, 16), seed=7)
-    blind = restorer.restore(x)
-    typed = restorer.restore(x, ["haze", "low_rain"])  # the type is ignored
-    torch.testing.assert_close(typed, blind, rtol=0, atol=0)
-    assert restorer.to("cpu") is restorer
-    assert create_restorer("fourmer", MethodOptions(weights=path)).weights_files == [path]
+    restorer = assert_official_restorer("fourmer", FourmerRestorer, model, path)
+    assert_type_is_ignored(restorer, fill.make_input((2, 3, 16, 16), seed=7), ["haze", "low_rain"])
 
-    for opts in (MethodOptions(), MethodOptions(weights_dir=tmp_path / "none"), MethodOptions(weights=tmp_path / "x")):
-        with pytest.raises(MissingWeightsError) as info:
-            create_restorer("fourmer", opts)
-        assert "https://github.com/manman1995/Fourmer" in str(info.value)
+    assert_needs_weights("fourmer", "https://github.com/manman1995/Fourmer", tmp_path / "none", tmp_path / "x")

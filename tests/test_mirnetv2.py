@@ -3,13 +3,32 @@ the adapter's padding / clamping / batching, checkpoint formats and the register
 
 from __future__ import annotations
 
-import importlib.util
-import json
 from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
+from baseline_checks import (
+    assert_close_to_reference,
+    assert_matches_manifest,
+    assert_needs_weights,
+    assert_odd_size_adapter,
+    assert_official_restorer,
+    assert_pads_to_multiple,
+    assert_reads_state_dict,
+    assert_refuses_garbage,
+    assert_restores_finite,
+    assert_same_weights,
+    assert_type_is_ignored,
+    assert_unknown_method_arg,
+    batch_and_single_runs,
+    case_meta,
+    fill,
+    filled,
+    missing_file_message,
+    module_prefixed,
+    one_thread,  # noqa: F401 - autouse: one intra-op thread for the module
+    wrong_file_message,
+)
 from torch.utils.flop_counter import FlopCounterMode
 
 import baselines.mirnetv2  # noqa: F401 - registers "mirnetv2" (registry entries are added centrally later)
@@ -22,41 +41,17 @@ from baselines.mirnetv2 import (
     mirnetv2_state_dict,
     pad_to_multiple,
 )
-from harness.protocol import Restorer
 from harness.registry import MethodArgError, MethodOptions, create_restorer, get_spec
-from harness.weights import MissingWeightsError, WeightsError
+from harness.weights import MissingWeightsError
 
 DATA = Path(__file__).parent / "data"
-CASE = json.loads((DATA / "cases.json").read_text())["mirnetv2_case0"]
-
-
-def _load_fill():
-    spec = importlib.util.spec_from_file_location("_vlur_fill", DATA / "fill.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-fill = _load_fill()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # The test machine's cores are shared: one intra-op thread is several times faster than oversubscribing.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+CASE = case_meta("mirnetv2_case0")
 
 
 @pytest.fixture(scope="module")
-def model(_one_thread) -> MIRNetV2:
+def model() -> MIRNetV2:
     """MIRNet-v2 with the reference case's deterministic weights (salt and fill_scale of case0), built once."""
-    net = MIRNetV2().eval()
-    sd = net.state_dict()
-    fill.fill_state_dict(sd, salt=CASE["salt"], scale=CASE["fill_scale"])
-    net.load_state_dict(sd)
-    return net
+    return filled(MIRNetV2().eval(), salt=CASE["salt"], scale=CASE["fill_scale"])
 
 
 @pytest.fixture(scope="module")
@@ -68,26 +63,11 @@ def ckpt_dir(tmp_path_factory, model):
     (d / CHECKPOINT_NAME).unlink()  # ~23 MB: do not leave it in pytest's kept temp folders
 
 
-def _assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
-    sa, sb = a.state_dict(), b.state_dict()
-    assert list(sa) == list(sb)
-    for k in sa:
-        assert torch.equal(sa[k], sb[k]), k
-
-
 # ------------------------------------------------------------------------------------------ architecture
 
 
 def test_state_dict_matches_official_manifest(model):
-    manifest = json.loads((DATA / "mirnetv2.manifest.json").read_text())
-    ours = {
-        k: {"shape": list(v.shape), "dtype": str(v.dtype).removeprefix("torch.")}
-        for k, v in model.state_dict().items()
-    }
-    assert len(manifest) == 238
-    assert list(ours) == list(manifest)  # same keys, same order
-    assert ours == manifest
-    assert sum(p.numel() for p in model.parameters()) == 5_858_560
+    assert_matches_manifest(model, "mirnetv2.manifest.json", n_keys=238, n_params=5_858_560)
     assert not list(model.buffers())
 
 
@@ -101,8 +81,7 @@ def test_matches_official_test_vector(model):
         out = model(x)
     ref = case["out"]
     assert out.shape == ref.shape and out.dtype == torch.float32
-    err = (out - ref).abs().max().item()
-    assert err <= 1e-4 * max(1.0, ref.abs().max().item()), err
+    assert_close_to_reference(out, ref)
 
 
 def test_options_without_effect_and_defocus_task(model):
@@ -139,35 +118,19 @@ def test_flops_at_256(model):
 
 
 def test_pad_to_multiple():
-    x = torch.arange(2 * 3 * 5 * 2, dtype=torch.float32).reshape(2, 3, 5, 2)
-    y = pad_to_multiple(x, 4)
-    assert y.shape == (2, 3, 8, 4)
-    torch.testing.assert_close(y[..., :5, :2], x)
-    torch.testing.assert_close(y[..., 5, :2], x[..., 3, :])  # reflected row
-    torch.testing.assert_close(y[..., :5, 3], x[..., :, 1])  # replicated column (too narrow to reflect)
+    assert_pads_to_multiple(pad_to_multiple, 4, rows=5, cols=2)
     z = torch.zeros(1, 3, 16, 8)
     assert pad_to_multiple(z) is z
 
 
 def test_adapter_odd_size(model):
-    restorer = MIRNetV2Restorer(model)
-    x = fill.make_input((1, 3, 37, 53), seed=3)
-    out = restorer.restore(x)
-    assert out.shape == x.shape and torch.isfinite(out).all()
-    assert out.min() >= 0 and out.max() <= 1
-    with torch.inference_mode():
-        padded = F.pad(x, (0, 3, 0, 3), mode="reflect")  # the official test: up to 40×56, bottom / right
-        expected = model(padded)[..., :37, :53].clamp(0, 1)
-    torch.testing.assert_close(out, expected, rtol=0, atol=1e-6)
+    # the official test: up to 40×56, bottom / right
+    _, expected = assert_odd_size_adapter(MIRNetV2Restorer(model), model, pad=3, atol=1e-6)
     assert 0 < (expected == 0).float().mean() + (expected == 1).float().mean()  # the clamp did something
 
 
 def test_adapter_batch_equals_single_runs(model):
-    restorer = MIRNetV2Restorer(model)
-    x = fill.make_input((2, 3, 18, 21), seed=5)
-    both = restorer.restore(x)
-    one = torch.cat([restorer.restore(x[:1]), restorer.restore(x[1:])])
-    assert both.shape == x.shape
+    both, one = batch_and_single_runs(MIRNetV2Restorer(model).restore, fill.make_input((2, 3, 18, 21), seed=5))
     # Same criterion as the reference vector: batching changes only the floating-point summation order.
     assert (both - one).abs().max().item() <= 1e-4
 
@@ -178,7 +141,7 @@ def test_adapter_batch_equals_single_runs(model):
 def test_loads_released_basicsr_checkpoint(model, ckpt_dir):
     loaded = load_mirnetv2(ckpt_dir / CHECKPOINT_NAME)
     assert isinstance(loaded, MIRNetV2) and not loaded.training
-    _assert_same_weights(loaded, model)
+    assert_same_weights(loaded, model)
     x = fill.make_input((1, 3, 8, 8), seed=9)
     with torch.inference_mode():
         torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
@@ -186,9 +149,9 @@ def test_loads_released_basicsr_checkpoint(model, ckpt_dir):
 
 def test_loads_module_prefixed_state_dict(model, tmp_path):
     path = tmp_path / "dp.pth"
-    torch.save({f"module.{k}": v for k, v in model.state_dict().items()}, path)
+    torch.save(module_prefixed(model.state_dict()), path)
     try:
-        _assert_same_weights(load_mirnetv2(path), model)
+        assert_same_weights(load_mirnetv2(path), model)
     finally:
         path.unlink()
 
@@ -204,18 +167,15 @@ def _small_state_dict() -> dict[str, torch.Tensor]:
         lambda sd: {"params": sd, "params_ema": {k: v + 1 for k, v in sd.items()}},
         lambda sd: {"params_ema": sd},
         lambda sd: sd,
-        lambda sd: {f"module.{k}": v for k, v in sd.items()},
-        lambda sd: {"params": {f"module.{k}": v for k, v in sd.items()}},
+        module_prefixed,
+        lambda sd: {"params": module_prefixed(sd)},
         lambda sd: {"state_dict": sd, "epoch": 3},
     ],
     ids=["params", "params-before-ema", "params_ema", "plain", "module", "params-module", "state_dict"],
 )
 def test_state_dict_formats(tmp_path, wrap):
     sd = _small_state_dict()
-    torch.save(wrap(sd), tmp_path / "w.pth")
-    got = mirnetv2_state_dict(tmp_path / "w.pth")
-    assert list(got) == list(sd)
-    assert all(torch.equal(got[k], v) for k, v in sd.items())
+    assert_reads_state_dict(mirnetv2_state_dict, tmp_path / "w.pth", wrap(sd), sd)
 
 
 def test_wrong_file_lists_differences(tmp_path):
@@ -224,25 +184,15 @@ def test_wrong_file_lists_differences(tmp_path):
         "body.0.body.0.skff_top.conv_du.0.weight": torch.zeros(10, 80, 1, 1),
         "not_mirnet.weight": torch.zeros(2),
     }
-    torch.save({"params": wrong}, tmp_path / "other.pth")
-    with pytest.raises(WeightsError) as info:
-        load_mirnetv2(tmp_path / "other.pth")
-    msg = str(info.value)
-    assert not isinstance(info.value, MissingWeightsError)
-    assert "other.pth" in msg
+    msg = wrong_file_message(load_mirnetv2, tmp_path / "other.pth", {"params": wrong})
     assert "236 missing key(s), first: body.0.body.0.dau_top.body.0.weight" in msg
     assert "unexpected key(s), first: not_mirnet.weight" in msg
     assert "conv_in.weight expected (80, 3, 3, 3) got (64, 3, 3, 3)" in msg
-
-    (tmp_path / "garbage.pth").write_bytes(b"this is not a checkpoint")
-    with pytest.raises(WeightsError, match="garbage.pth"):
-        load_mirnetv2(tmp_path / "garbage.pth")
+    assert_refuses_garbage(load_mirnetv2, tmp_path / "garbage.pth")
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(MissingWeightsError) as info:
-        load_mirnetv2(tmp_path / CHECKPOINT_NAME)
-    msg = str(info.value)
+    msg = missing_file_message(load_mirnetv2, tmp_path / CHECKPOINT_NAME)
     assert CHECKPOINT_NAME in msg and PUBLISHED_AT in msg
     assert "swz30/MIRNetv2" in PUBLISHED_AT
 
@@ -254,21 +204,9 @@ def test_registered_method(model, ckpt_dir):
     spec = get_spec("mirnetv2")
     assert spec.modes == ("auto", "text")
 
-    restorer = create_restorer("mirnetv2", MethodOptions(weights_dir=ckpt_dir))
-    assert isinstance(restorer, Restorer) and isinstance(restorer, MIRNetV2Restorer)
-    assert restorer.name == "mirnetv2" and restorer.weights_label == "official"
-    assert restorer.weights_files == [ckpt_dir / CHECKPOINT_NAME]
+    restorer = assert_official_restorer("mirnetv2", MIRNetV2Restorer, model, ckpt_dir / CHECKPOINT_NAME)
     assert restorer.device == torch.device("cpu")
-    _assert_same_weights(restorer.model, model)
-
-    x = fill.make_input((1, 3, 12, 16), seed=7)
-    blind = restorer.restore(x)
-    typed = restorer.restore(x, ["haze"])  # the type is ignored
-    torch.testing.assert_close(typed, blind, rtol=0, atol=0)
-    assert restorer.to("cpu") is restorer
-
-    explicit = create_restorer("mirnetv2", MethodOptions(weights=ckpt_dir / CHECKPOINT_NAME))
-    assert explicit.weights_files == [ckpt_dir / CHECKPOINT_NAME]
+    assert_type_is_ignored(restorer, fill.make_input((1, 3, 12, 16), seed=7), ["haze"])
 
 
 def test_registered_method_random_weights():
@@ -277,14 +215,12 @@ def test_registered_method_random_weights():
     assert torch.equal(torch.random.get_rng_state(), before)  # the caller's random stream is untouched
     assert restorer.weights_label == "random" and restorer.weights_files == []
     torch.manual_seed(0)
-    _assert_same_weights(restorer.model, MIRNetV2())
-    out = restorer.restore(fill.make_input((1, 3, 9, 7), seed=1))
-    assert out.shape == (1, 3, 9, 7) and torch.isfinite(out).all()
+    assert_same_weights(restorer.model, MIRNetV2())
+    assert_restores_finite(restorer, (1, 3, 9, 7), seed=1)
 
 
 def test_registered_method_args(tmp_path):
-    with pytest.raises(MethodArgError, match="unknown --method-arg flag"):
-        create_restorer("mirnetv2", MethodOptions(random_weights=True, method_args={"flag": "1"}))
+    assert_unknown_method_arg("mirnetv2", {"flag": "1"}, match="unknown --method-arg flag")
     with pytest.raises(MethodArgError, match="sr_x4"):
         create_restorer("mirnetv2", MethodOptions(weights_dir=tmp_path, method_args={"release": "sr_x4"}))
     with pytest.raises(MissingWeightsError, match="real_denoising.pth"):
@@ -292,9 +228,5 @@ def test_registered_method_args(tmp_path):
 
 
 def test_registered_method_without_weights(tmp_path):
-    for opts in (MethodOptions(), MethodOptions(weights_dir=tmp_path), MethodOptions(weights=tmp_path / "x.pth")):
-        with pytest.raises(MissingWeightsError) as info:
-            create_restorer("mirnetv2", opts)
-        assert "https://github.com/swz30/MIRNetv2" in str(info.value)
-    with pytest.raises(MissingWeightsError, match=CHECKPOINT_NAME):
-        create_restorer("mirnetv2", MethodOptions(weights_dir=tmp_path))
+    url = "https://github.com/swz30/MIRNetv2"
+    assert_needs_weights("mirnetv2", url, tmp_path, tmp_path / "x.pth", name=CHECKPOINT_NAME)

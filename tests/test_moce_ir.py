@@ -4,14 +4,34 @@ formats, the adapter and the registered method. CPU, offline, one model build.""
 
 from __future__ import annotations
 
-import argparse
-import importlib.util
-import json
-import pathlib
 from pathlib import Path
 
 import pytest
 import torch
+from baseline_checks import (
+    assert_close_to_reference,
+    assert_matches_manifest,
+    assert_needs_weights,
+    assert_odd_size_adapter,
+    assert_official_restorer,
+    assert_pads_to_multiple,
+    assert_reads_checkpoint_with_objects,
+    assert_reads_state_dict,
+    assert_refuses_garbage,
+    assert_restores_finite,
+    assert_same_weights,
+    assert_unknown_method_arg,
+    case_meta,
+    fill,
+    filled,
+    lightning_checkpoint,
+    missing_file_message,
+    module_prefixed,
+    one_thread,  # noqa: F401 - autouse: one intra-op thread for the module
+    random_restorer,
+    rel_err,
+    wrong_file_message,
+)
 
 import baselines.moce_ir  # noqa: F401 - registers "moce-ir" (registry entries for new modules come later)
 from baselines.moce_ir import (
@@ -26,31 +46,11 @@ from baselines.moce_ir import (
     moce_ir_state_dict,
     pad_to_multiple,
 )
-from harness.protocol import Restorer
 from harness.registry import MethodArgError, MethodOptions, create_restorer, get_spec
-from harness.weights import MissingWeightsError, WeightsError
+from harness.weights import MissingWeightsError
 
 DATA = Path(__file__).parent / "data"
 CASE = "moce_ir_case0"
-
-
-def _load_fill():
-    spec = importlib.util.spec_from_file_location("_vlur_fill", DATA / "fill.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-fill = _load_fill()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # The test machine's cores are shared: one intra-op thread is several times faster than oversubscribing.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -59,14 +59,10 @@ def case() -> dict:
 
 
 @pytest.fixture(scope="module")
-def model(_one_thread, case) -> MoCEIR:
+def model(case) -> MoCEIR:
     """MoCE-IR-S with the deterministic test weights of the case, built once for the module."""
-    meta = json.loads((DATA / "cases.json").read_text())[CASE]
-    net = MoCEIR().eval()
-    sd = net.state_dict()
-    fill.fill_state_dict(sd, salt=meta["salt"], scale=meta.get("fill_scale"))
-    net.load_state_dict(sd)
-    return net
+    meta = case_meta(CASE)
+    return filled(MoCEIR().eval(), salt=meta["salt"], scale=meta.get("fill_scale"))
 
 
 @pytest.fixture()
@@ -77,35 +73,17 @@ def noise_settings(model):
     model.noise_source = None
 
 
-def _rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
-    return (out - ref).abs().max().item() / max(1.0, ref.abs().max().item())
-
-
 def _forcing_noise(choices: list[list[int]]):
     """A noise source making router call j send image b to expert choices[j][b] (huge one-hot draws)."""
     slabs = [torch.nn.functional.one_hot(torch.tensor(c), 4).float() * 400.0 for c in choices]
     return ReplayNoise(slabs)
 
 
-def _assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
-    sa, sb = a.state_dict(), b.state_dict()
-    assert list(sa) == list(sb)
-    for k in sa:
-        assert torch.equal(sa[k], sb[k]), k
-
-
 # ------------------------------------------------------------------------------------------ architecture
 
 
 def test_state_dict_matches_official_manifest(model):
-    manifest = json.loads((DATA / "moce_ir.manifest.json").read_text())
-    ours = {
-        k: {"shape": list(v.shape), "dtype": str(v.dtype).removeprefix("torch.")} for k, v in model.state_dict().items()
-    }
-    assert len(manifest) == 1262
-    assert list(ours) == list(manifest)  # same keys, same order
-    assert ours == manifest
-    assert sum(p.numel() for p in model.parameters()) == 11_477_752
+    assert_matches_manifest(model, "moce_ir.manifest.json", n_keys=1262, n_params=11_477_752)
     assert sum(b.numel() for b in model.buffers()) == 40  # routers' `complexity`, training loss only
 
 
@@ -137,7 +115,7 @@ def test_matches_official_test_vector(noise_settings, case):
         out = model(case["x"])
     assert replay.remaining == 0  # one draw per router call, 10 in all
     assert out.shape == case["out"].shape and out.dtype == torch.float32
-    assert _rel_err(out, case["out"]) <= 1e-4
+    assert rel_err(out, case["out"]) <= 1e-4
     index, gate = model.routing_choices()
     assert torch.equal(index, case["expert_index"].to(index.dtype))
     torch.testing.assert_close(gate, case["gate_value"], rtol=0, atol=1e-5)
@@ -149,7 +127,7 @@ def test_matches_official_test_vector_without_noise(noise_settings, case):
     model.noise_source = ReplayNoise([])  # noise_std 0 draws nothing
     with torch.inference_mode():
         out = model(case["x"])
-    assert _rel_err(out, case["out_zero_noise"]) <= 1e-4
+    assert rel_err(out, case["out_zero_noise"]) <= 1e-4
 
 
 # ------------------------------------------------------------------------------------------ routing / batches
@@ -169,8 +147,7 @@ def test_batch_routes_each_image_to_its_own_expert(noise_settings):
         for b in range(2):
             model.noise_source = _forcing_noise([[c[b]] for c in choices])
             singles.append(model(x[b : b + 1]))
-    one = torch.cat(singles)
-    assert (both - one).abs().max().item() <= 1e-4 * max(1.0, one.abs().max().item())
+    assert_close_to_reference(both, torch.cat(singles))
     # And the routing matters: another expert changes the output.
     with torch.inference_mode():
         model.noise_source = _forcing_noise([[1 - c[0] % 2] for c in choices])
@@ -244,17 +221,15 @@ def restorer(model) -> MoCEIRRestorer:
 
 
 def test_adapter_odd_size(restorer, model):
-    x = fill.make_input((1, 3, 37, 53), seed=3)
-    out = restorer.restore(x)
-    assert out.shape == x.shape and torch.isfinite(out).all()
-    assert out.min() >= 0 and out.max() <= 1  # clamped, as the official test does
-    assert model.noise_source is None  # the adapter leaves the module's settings as they were
-    with torch.inference_mode():
+    def forward(padded: torch.Tensor) -> torch.Tensor:  # up to 40×56, bottom / right; clamped as the official test
+        assert model.noise_source is None  # (called after the adapter) it leaves the module's settings as they were
         model.noise_source = torch.Generator().manual_seed(restorer.routing_seed)
-        padded = torch.nn.functional.pad(x, (0, 3, 0, 3), mode="reflect")  # up to 40×56, bottom / right
-        expected = model(padded)[..., :37, :53].clamp(0, 1)
-        model.noise_source = None
-    torch.testing.assert_close(out, expected, rtol=0, atol=1e-6)
+        try:
+            return model(padded)
+        finally:
+            model.noise_source = None
+
+    assert_odd_size_adapter(restorer, forward, pad=3, atol=1e-6)
 
 
 def test_adapter_batch_equals_single_calls_and_is_deterministic(restorer):
@@ -272,13 +247,7 @@ def test_adapter_batch_equals_single_calls_and_is_deterministic(restorer):
 
 
 def test_pad_to_multiple_small_sides():
-    x = torch.arange(2 * 3 * 5 * 3, dtype=torch.float32).reshape(2, 3, 5, 3)
-    y = pad_to_multiple(x, 8)
-    assert y.shape == (2, 3, 8, 8)
-    torch.testing.assert_close(y[..., :5, :3], x)
-    torch.testing.assert_close(y[..., 5, :3], x[..., 3, :])  # reflected row
-    torch.testing.assert_close(y[..., :5, 7], x[..., :, 2])  # replicated column (too narrow to reflect)
-    assert pad_to_multiple(torch.zeros(1, 3, 16, 8)).shape == (1, 3, 16, 8)
+    assert_pads_to_multiple(pad_to_multiple, 8, rows=5, cols=3)
 
 
 # ------------------------------------------------------------------------------------------------ loader
@@ -290,19 +259,7 @@ def ckpt_dir(tmp_path_factory, model):
     d = tmp_path_factory.mktemp("moce_ir_weights")
     path = d / CHECKPOINT_NAME
     path.parent.mkdir(parents=True)
-    torch.save(
-        {
-            "epoch": 199,
-            "global_step": 4321,
-            "pytorch-lightning_version": "2.2.1",
-            "state_dict": {f"net.{k}": v for k, v in model.state_dict().items()},
-            "loops": {"fit_loop": {"state_dict": {}, "epoch_progress": {"total": {"ready": 200}}}},
-            "callbacks": {"ModelCheckpoint{'monitor': None}": {"best_model_path": "", "dirpath": "ckpt"}},
-            "optimizer_states": [{"state": {0: {"exp_avg": torch.zeros(3)}}, "param_groups": [{"lr": 2e-4}]}],
-            "lr_schedulers": [{"last_epoch": 200, "base_lrs": [2e-4]}],
-        },
-        path,
-    )
+    torch.save(lightning_checkpoint(model.state_dict(), epochs=200, global_step=4321, version="2.2.1"), path)
     yield d
     path.unlink()  # ~46 MB: do not leave it in pytest's kept temp folders
 
@@ -310,7 +267,7 @@ def ckpt_dir(tmp_path_factory, model):
 def test_loads_lightning_checkpoint(model, ckpt_dir):
     loaded = load_moce_ir(ckpt_dir / CHECKPOINT_NAME)
     assert not loaded.training
-    _assert_same_weights(loaded, model)
+    assert_same_weights(loaded, model)
     x = fill.make_input((1, 3, 16, 16), seed=2)
     with torch.inference_mode():
         loaded.noise_std = model.noise_std = 0.0
@@ -328,43 +285,20 @@ def _small_state_dict() -> dict[str, torch.Tensor]:
     "wrap",
     [
         lambda sd: sd,
-        lambda sd: {f"module.{k}": v for k, v in sd.items()},
-        lambda sd: {"state_dict": {f"net.{k}": v for k, v in sd.items()}, "epoch": 3, "optimizer_states": []},
-        lambda sd: {"state_dict": {f"module.net.{k}": v for k, v in sd.items()}, "global_step": 10},
-        lambda sd: {"state_dict": {f"net.module.{k}": v for k, v in sd.items()}, "global_step": 10},
+        module_prefixed,
+        lambda sd: {"state_dict": module_prefixed(sd, "net."), "epoch": 3, "optimizer_states": []},
+        lambda sd: {"state_dict": module_prefixed(sd, "module.net."), "global_step": 10},
+        lambda sd: {"state_dict": module_prefixed(sd, "net.module."), "global_step": 10},
     ],
     ids=["plain", "module", "lightning", "lightning-module", "lightning-net-module"],
 )
 def test_state_dict_formats(tmp_path, wrap):
     sd = _small_state_dict()
-    torch.save(wrap(sd), tmp_path / "w.ckpt")
-    got = moce_ir_state_dict(tmp_path / "w.ckpt")
-    assert list(got) == list(sd)
-    assert all(torch.equal(got[k], v) for k, v in sd.items())
-
-
-class _TrainingOnlyObject:
-    """Stands for the non-tensor objects a Lightning checkpoint may carry (not importable at load time)."""
-
-    def __init__(self):
-        self.value = 3
+    assert_reads_state_dict(moce_ir_state_dict, tmp_path / "w.ckpt", wrap(sd), sd)
 
 
 def test_checkpoint_with_non_tensor_objects(tmp_path):
-    sd = _small_state_dict()
-    torch.save(
-        {
-            "state_dict": {f"net.{k}": v for k, v in sd.items()},
-            "hyper_parameters": argparse.Namespace(lr=2e-4, epochs=200),
-            "callbacks": {"cb": _TrainingOnlyObject(), "dir": pathlib.PurePosixPath("/ckpt")},
-        },
-        tmp_path / "last.ckpt",
-    )
-    with pytest.raises(Exception):  # noqa: B017 - what the stand-ins work around
-        torch.load(tmp_path / "last.ckpt", weights_only=True)
-    got = moce_ir_state_dict(tmp_path / "last.ckpt")
-    assert list(got) == list(sd)
-    assert all(torch.equal(got[k], v) for k, v in sd.items())
+    assert_reads_checkpoint_with_objects(moce_ir_state_dict, tmp_path / "last.ckpt", _small_state_dict(), 200)
 
 
 def test_wrong_file_lists_differences(tmp_path):
@@ -373,25 +307,16 @@ def test_wrong_file_lists_differences(tmp_path):
         "freq_embed.mlp.0.weight": torch.zeros(512, 256),
         "not_moce.weight": torch.zeros(2),
     }
-    torch.save({"state_dict": {f"net.{k}": v for k, v in wrong.items()}}, tmp_path / "other.ckpt")
-    with pytest.raises(WeightsError) as info:
-        load_moce_ir(tmp_path / "other.ckpt")
-    msg = str(info.value)
-    assert not isinstance(info.value, MissingWeightsError)
-    assert "other.ckpt" in msg
+    msg = wrong_file_message(load_moce_ir, tmp_path / "other.ckpt", {"state_dict": module_prefixed(wrong, "net.")})
     assert "1260 missing key(s)" in msg and "freq_embed.high_conv.0.conv.weight" in msg
     assert "unexpected key(s), first: not_moce.weight" in msg
     assert "patch_embed.proj.weight expected (32, 3, 3, 3) got (48, 3, 3, 3)" in msg
 
-    (tmp_path / "garbage.ckpt").write_bytes(b"this is not a checkpoint")
-    with pytest.raises(WeightsError, match="garbage.ckpt"):
-        load_moce_ir(tmp_path / "garbage.ckpt")
+    assert_refuses_garbage(load_moce_ir, tmp_path / "garbage.ckpt")
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(MissingWeightsError) as info:
-        load_moce_ir(tmp_path / "last.ckpt")
-    msg = str(info.value)
+    msg = missing_file_message(load_moce_ir, tmp_path / "last.ckpt")
     assert "last.ckpt" in msg and "https://github.com/eduardzamfir/MoCE-IR" in msg
     assert "eduardzamfir/MoCE-IR" in PUBLISHED_AT
 
@@ -404,12 +329,13 @@ def test_registered_method(model, ckpt_dir):
     assert spec.modes == ("auto", "text")
     assert "routing_seed=0" in spec.description
 
+    # --weights-dir: the folder that holds the release folder MoCE_IR_S_CDD11
     restorer = create_restorer("moce-ir", MethodOptions(weights_dir=ckpt_dir))
-    assert isinstance(restorer, Restorer) and isinstance(restorer, MoCEIRRestorer)
-    assert restorer.name == "moce-ir" and restorer.weights_label == "official"
-    assert restorer.weights_files == [ckpt_dir / CHECKPOINT_NAME]
+    assert isinstance(restorer, MoCEIRRestorer) and restorer.name == "moce-ir"
+    assert restorer.weights_label == "official" and restorer.weights_files == [ckpt_dir / CHECKPOINT_NAME]
     assert restorer.routing_seed == 0 and restorer.model.noise_std == OFFICIAL_NOISE_STD
-    _assert_same_weights(restorer.model, model)
+    assert_same_weights(restorer.model, model)
+    assert_official_restorer("moce-ir", MoCEIRRestorer, model, ckpt_dir / CHECKPOINT_NAME)  # the release folder
 
     # The release folder itself as --weights-dir, with method args.
     inner = create_restorer(
@@ -421,23 +347,15 @@ def test_registered_method(model, ckpt_dir):
 
 
 def test_registered_method_random_weights_and_args():
-    restorer = create_restorer("moce-ir", MethodOptions(random_weights=True))
-    assert restorer.weights_label == "random" and restorer.weights_files == []
-    out = restorer.restore(fill.make_input((1, 3, 12, 10), seed=1))
-    assert out.shape == (1, 3, 12, 10) and torch.isfinite(out).all()
-    with pytest.raises(MethodArgError, match="unknown --method-arg flag"):
-        create_restorer("moce-ir", MethodOptions(random_weights=True, method_args={"flag": "1"}))
-    with pytest.raises(MethodArgError, match="noise_std"):
-        create_restorer("moce-ir", MethodOptions(random_weights=True, method_args={"noise_std": "-1"}))
+    assert_restores_finite(random_restorer("moce-ir", seeded=False), (1, 3, 12, 10), seed=1)
+    assert_unknown_method_arg("moce-ir", {"flag": "1"}, match="unknown --method-arg flag")
+    assert_unknown_method_arg("moce-ir", {"noise_std": "-1"}, match="noise_std")
     with pytest.raises(MethodArgError):
         create_restorer("moce-ir", MethodOptions(random_weights=True, method_args={"routing_seed": "x"}))
 
 
 def test_registered_method_without_weights(tmp_path):
-    for opts in (MethodOptions(), MethodOptions(weights_dir=tmp_path), MethodOptions(weights=tmp_path / "x.ckpt")):
-        with pytest.raises(MissingWeightsError) as info:
-            create_restorer("moce-ir", opts)
-        assert "https://github.com/eduardzamfir/MoCE-IR" in str(info.value)
+    assert_needs_weights("moce-ir", "https://github.com/eduardzamfir/MoCE-IR", tmp_path, tmp_path / "x.ckpt")
     with pytest.raises(MissingWeightsError, match="x.ckpt"):
         create_restorer("moce-ir", MethodOptions(weights=tmp_path / "x.ckpt", weights_dir=tmp_path))
     with pytest.raises(MissingWeightsError, match="MoCE_IR_S_CDD11"):

@@ -6,12 +6,11 @@ Everything runs on the CPU from files in tests/data (no weights download). The w
 
 from __future__ import annotations
 
-import importlib.util
-import json
 from pathlib import Path
 
 import pytest
 import torch
+from baseline_checks import assert_close_to_reference, assert_same_weights, assert_tensors_match_manifest, fill
 
 from baselines import onerestore as orx
 from baselines.onerestore import Embedder, OneRestore, load_embedder, load_onerestore
@@ -21,16 +20,6 @@ from harness.registry import MethodOptions, create_restorer
 from harness.weights import MissingWeightsError, WeightsError
 
 DATA = Path(__file__).parent / "data"
-
-
-def _load_fill():
-    spec = importlib.util.spec_from_file_location("onerestore_test_fill", DATA / "fill.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-fill = _load_fill()
 
 
 def _filled(module: torch.nn.Module, salt: int = 0) -> torch.nn.Module:
@@ -43,10 +32,7 @@ def _filled(module: torch.nn.Module, salt: int = 0) -> torch.nn.Module:
 def _close(ours: torch.Tensor, ref: torch.Tensor) -> float:
     """max |ours - ref|, asserted ≤ 1e-4 · max(1, max |ref|)."""
     assert ours.shape == ref.shape
-    err = (ours.float() - ref.float()).abs().max().item()
-    tol = 1e-4 * max(1.0, ref.abs().max().item())
-    assert err <= tol, f"max abs error {err:.3g} > {tol:.3g}"
-    return err
+    return assert_close_to_reference(ours.float(), ref.float(), "max abs error")
 
 
 @pytest.fixture(scope="module")
@@ -72,12 +58,7 @@ def embedder_model():
     [("onerestore.manifest.json", lambda: OneRestore()), ("onerestore_embedder.manifest.json", Embedder)],
 )
 def test_state_dict_matches_manifest(manifest, build):
-    expected = json.loads((DATA / manifest).read_text())
-    sd = build().state_dict()
-    assert list(sd) == list(expected)  # same keys, same order
-    for k, t in sd.items():
-        assert list(t.shape) == expected[k]["shape"], k
-        assert str(t.dtype).removeprefix("torch.") == expected[k]["dtype"], k
+    assert_tensors_match_manifest(build().state_dict(), manifest)
 
 
 def test_restorer_parameter_count():
@@ -117,7 +98,7 @@ def test_odd_size_and_batch_match_single_images(restorer_model, embedder_model):
         assert out.shape == x.shape and torch.isfinite(out).all()
         for i in range(2):
             single = restorer_model(x[i : i + 1], emb[i : i + 1])
-            assert (single - out[i : i + 1]).abs().max().item() <= 1e-4 * max(1.0, single.abs().max().item())
+            assert_close_to_reference(out[i : i + 1], single)
 
 
 def test_embedding_shared_by_batch_and_checked(restorer_model, embedder_model):
@@ -190,11 +171,6 @@ def small_restorer():
     return _filled(OneRestore(channel=8), salt=1)
 
 
-def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
-    sa, sb = a.state_dict(), b.state_dict()
-    return list(sa) == list(sb) and all(torch.equal(sa[k], sb[k]) for k in sa)
-
-
 @pytest.mark.parametrize("wrap", ["plain", "module", "state_dict", "model+module"])
 def test_load_onerestore_formats(tmp_path, small_restorer, wrap):
     sd = small_restorer.state_dict()
@@ -205,13 +181,13 @@ def test_load_onerestore_formats(tmp_path, small_restorer, wrap):
     torch.save(obj, path)
     loaded = load_onerestore(path)
     assert loaded.channel == 8 and not loaded.training
-    assert _same_weights(loaded, small_restorer)
+    assert_same_weights(loaded, small_restorer)
 
 
 def test_load_embedder_prefixed(tmp_path, embedder_model):
     path = tmp_path / "embedder_model.tar"
     torch.save({"state_dict": {f"module.{k}": v for k, v in embedder_model.state_dict().items()}}, path)
-    assert _same_weights(load_embedder(path), embedder_model)
+    assert_same_weights(load_embedder(path), embedder_model)
 
 
 def test_wrong_file_lists_keys(tmp_path, small_restorer):
@@ -282,7 +258,8 @@ def test_self_describing_checkpoint(tmp_path, small_restorer, embedder_model):
     assert obj["config"] == {"channel": 8, "antialias": False} and obj["meta"] == {"epochs": 1}
     r = create_restorer("onerestore", MethodOptions(mode="auto", weights=path))
     assert r.weights_label == "demo" and r.weights_files == [path]
-    assert r.model.channel == 8 and _same_weights(r.model, small_restorer)
+    assert r.model.channel == 8
+    assert_same_weights(r.model, small_restorer)
     out, pred = r.restore_auto(fill.make_input((1, 3, 17, 19), seed=10))
     assert out.shape == (1, 3, 17, 19) and pred[0] in ALL_TYPES
     # a checkpoint without its embedder falls back to embedder_model.tar next to it, else says so

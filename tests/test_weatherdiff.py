@@ -9,13 +9,24 @@ bookkeeping (patch averaging, batching, padding) is checked with a tiny stand-in
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import json
 import math
 from pathlib import Path
 
 import pytest
 import torch
+from baseline_checks import (
+    assert_matches_manifest,
+    assert_needs_weights,
+    assert_refuses_garbage,
+    assert_unknown_method_arg,
+    fill,
+    filled,
+    missing_file_message,
+    module_prefixed,
+    one_thread,  # noqa: F401 - autouse: one intra-op thread for the module
+    rel_err,
+    wrong_file_message,
+)
 from torch import nn
 
 import baselines.weatherdiff as wd
@@ -34,46 +45,19 @@ from baselines.weatherdiff import (
 )
 from harness.protocol import Restorer
 from harness.registry import MethodArgError, MethodOptions, create_restorer, get_spec
-from harness.weights import MissingWeightsError, WeightsError
+from harness.weights import WeightsError
 
 DATA = Path(__file__).parent / "data"
 
 
-def _load_fill():
-    spec = importlib.util.spec_from_file_location("_vlur_fill", DATA / "fill.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-fill = _load_fill()
-
-
-def _rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
-    return (out - ref).abs().max().item() / max(1.0, ref.abs().max().item())
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # The test machine's cores are shared: one intra-op thread is several times faster than oversubscribing.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
-def model(_one_thread) -> DiffusionUNet:
+def model() -> DiffusionUNet:
     """The WeatherDiff64 UNet with the deterministic test weights (salt 0), built once for the module."""
-    net = DiffusionUNet().eval()
-    sd = net.state_dict()
-    fill.fill_state_dict(sd, salt=0)
-    net.load_state_dict(sd)
-    return net
+    return filled(DiffusionUNet().eval(), salt=0)
 
 
 @pytest.fixture(scope="module")
-def random_restorer(_one_thread) -> WeatherDiffRestorer:
+def random_restorer() -> WeatherDiffRestorer:
     """The registered method with seeded random weights and 2 sampling steps, built once for the module."""
     return create_restorer("weatherdiff", MethodOptions(random_weights=True, method_args={"steps": "2"}))
 
@@ -110,15 +94,7 @@ def _toy_expected(x_cond: torch.Tensor, noise: torch.Tensor, steps: int) -> torc
 
 
 def test_state_dict_matches_official_manifest(model):
-    manifest = json.loads((DATA / "weatherdiff.manifest.json").read_text())
-    ours = {
-        k: {"shape": list(v.shape), "dtype": str(v.dtype).removeprefix("torch.")}
-        for k, v in model.state_dict().items()
-    }
-    assert len(manifest) == 332
-    assert list(ours) == list(manifest)  # same keys, same order
-    assert ours == manifest
-    assert sum(p.numel() for p in model.parameters()) == 82_962_435
+    assert_matches_manifest(model, "weatherdiff.manifest.json", n_keys=332, n_params=82_962_435)
     assert list(model.buffers()) == []
 
 
@@ -128,7 +104,7 @@ def test_matches_official_unet_vector(model):
     with torch.inference_mode():
         out = model(case["x"], case["t"])
     assert out.shape == case["out"].shape and out.dtype == torch.float32
-    assert _rel_err(out, case["out"]) <= 1e-4
+    assert rel_err(out, case["out"]) <= 1e-4
 
 
 def test_matches_official_sampler_vector(model):
@@ -141,9 +117,9 @@ def test_matches_official_sampler_vector(model):
 
     raw = sample_raw(model, case["x_cond"], case["noise"], grid_r=r, steps=steps)
     assert raw.shape == case["out"].shape
-    assert _rel_err(raw, case["out"]) <= 1e-4
+    assert rel_err(raw, case["out"]) <= 1e-4
     image = ((raw + 1) / 2).clamp(0, 1)  # what `sample` returns (checked against sample_raw below)
-    assert _rel_err(image, case["out_image"]) <= 1e-4
+    assert rel_err(image, case["out_image"]) <= 1e-4
 
 
 def test_unet_refuses_other_sizes(model):
@@ -186,7 +162,7 @@ def test_sampler_averages_overlapping_patches():
     # r = 8: 3 × 2 patches per image, 12 in all, in calls of 5 (patches of different images share a call).
     raw = sample_raw(toy, x_cond, noise, grid_r=8, steps=3, patch_size=64, patches_per_call=5)
     assert toy.calls == [5, 5, 2] * 4
-    assert _rel_err(raw, _toy_expected(x_cond, noise, 3)) <= 1e-5  # values reach ~100 (1/√ᾱ at t = 999)
+    assert rel_err(raw, _toy_expected(x_cond, noise, 3)) <= 1e-5  # values reach ~100 (1/√ᾱ at t = 999)
     image = sample(toy, x_cond, noise, grid_r=8, steps=3, patches_per_call=5)
     torch.testing.assert_close(image, ((raw + 1) / 2).clamp(0, 1), rtol=0, atol=0)
 
@@ -273,7 +249,7 @@ def _official_checkpoint(sd: dict[str, torch.Tensor], raw_overrides: dict[str, t
     return {
         "epoch": 1775,
         "step": 2_000_000,
-        "state_dict": {f"module.{k}": v for k, v in raw.items()},
+        "state_dict": module_prefixed(raw),
         "optimizer": {"state": {}, "param_groups": [{"lr": 2e-5, "betas": (0.9, 0.999), "params": [0, 1]}]},
         "ema_helper": dict(sd),
         "params": argparse.Namespace(config="allweather.yml", resume="", seed=61),
@@ -306,10 +282,10 @@ def _small() -> dict[str, torch.Tensor]:
     ("wrap", "ema", "pick"),
     [
         (lambda sd: sd, True, "ema"),
-        (lambda sd: {f"module.{k}": v for k, v in sd.items()}, True, "ema"),
+        (module_prefixed, True, "ema"),
         (lambda sd: _official_checkpoint(sd, {"conv_out.bias": torch.zeros(3)}), True, "ema"),
         (lambda sd: _official_checkpoint(sd, {"conv_out.bias": torch.zeros(3)}), False, "raw"),
-        (lambda sd: {"state_dict": {f"module.{k}": v for k, v in sd.items()}}, True, "ema"),
+        (lambda sd: {"state_dict": module_prefixed(sd)}, True, "ema"),
     ],
     ids=["plain", "module", "official-ema", "official-raw", "state-dict-wrapper"],
 )
@@ -336,25 +312,15 @@ def test_wrong_file_lists_differences(tmp_path):
         "conv_in.weight": torch.zeros(128, 3, 3, 3),
         "not_weatherdiff.weight": torch.zeros(2),
     }
-    torch.save(wrong, tmp_path / "other.pth")
-    with pytest.raises(WeightsError) as info:
-        load_weatherdiff(tmp_path / "other.pth")
-    msg = str(info.value)
-    assert not isinstance(info.value, MissingWeightsError)
-    assert "other.pth" in msg
+    msg = wrong_file_message(load_weatherdiff, tmp_path / "other.pth", wrong)
     assert "331 missing key(s)" in msg and "temb.dense.0.weight" in msg
     assert "unexpected key(s), first: not_weatherdiff.weight" in msg
     assert "conv_in.weight expected (128, 6, 3, 3) got (128, 3, 3, 3)" in msg
-
-    (tmp_path / "garbage.pth.tar").write_bytes(b"this is not a checkpoint")
-    with pytest.raises(WeightsError, match="garbage.pth.tar"):
-        load_weatherdiff(tmp_path / "garbage.pth.tar")
+    assert_refuses_garbage(load_weatherdiff, tmp_path / "garbage.pth.tar")
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(MissingWeightsError) as info:
-        load_weatherdiff(tmp_path / wd.CHECKPOINT_NAME)
-    msg = str(info.value)
+    msg = missing_file_message(load_weatherdiff, tmp_path / wd.CHECKPOINT_NAME)
     assert "WeatherDiff64.pth.tar" in msg and "igi-web.tugraz.at" in msg
     assert "IGITUGraz/WeatherDiffusion" in PUBLISHED_AT
 
@@ -374,18 +340,12 @@ def test_registered_method(random_restorer, tmp_path):
     assert random_restorer.to("cpu") is random_restorer and random_restorer.device == torch.device("cpu")
     assert random_restorer.sampler_steps == 2  # UNet passes per image (harness.timing's per-step figures)
 
-    with pytest.raises(MethodArgError, match="unknown --method-arg flag"):
-        create_restorer("weatherdiff", MethodOptions(random_weights=True, method_args={"flag": "1"}))
+    assert_unknown_method_arg("weatherdiff", {"flag": "1"}, match="unknown --method-arg flag")
     for bad in ({"steps": "0"}, {"grid_r": "x"}, {"steps": "1001"}):
         with pytest.raises(MethodArgError):
             create_restorer("weatherdiff", MethodOptions(random_weights=True, method_args=bad))
 
-    for opts in (MethodOptions(), MethodOptions(weights_dir=tmp_path), MethodOptions(weights=tmp_path / "x.pth")):
-        with pytest.raises(MissingWeightsError) as info:
-            create_restorer("weatherdiff", opts)
-        assert "igi-web.tugraz.at" in str(info.value)
-    with pytest.raises(MissingWeightsError, match="WeatherDiff64.pth.tar"):
-        create_restorer("weatherdiff", MethodOptions(weights_dir=tmp_path))
+    assert_needs_weights("weatherdiff", "igi-web.tugraz.at", tmp_path, tmp_path / "x.pth", name="WeatherDiff64.pth.tar")
 
 
 def test_cost_per_256_image():
