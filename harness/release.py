@@ -231,7 +231,7 @@ def make_demo_release(out: Path, methods: Sequence[str] = ("onerestore", "vlur")
     data = Path(mini.ensure("test"))
     with tempfile.TemporaryDirectory(prefix="vlur-demo-release-") as tmp:
         res = evaluate(methods=list(methods), modes=("text",), data=data, out=Path(tmp) / "run", limit=limit,
-                       save_images=True, progress=progress, log=log)
+                       save_images=True, progress=progress, report=False, log=log)
         keys = sorted({(r["type"], r["file"]) for r in res.records})
         (out / GT_FOLDER).mkdir(parents=True)
         for t, f in keys:
