@@ -283,19 +283,7 @@ class FourmerRestorer(layers.PaddedRestorer):
 def create(opts: MethodOptions) -> FourmerRestorer:
     """Fourmer from --weights, or --weights-dir/0_bestavg.pth; `random_weights` builds it with seed 0."""
     check_method_args("fourmer", opts, {})
-    if opts.random_weights:
-        with torch.random.fork_rng(devices=[]):  # seeded, leaving the caller's RNG as it was
-            torch.manual_seed(0)
-            model = Fourmer()
-        return FourmerRestorer(model.eval().to(opts.device), (), weights_label="random")
-    if opts.weights is not None:
-        path = Path(opts.weights)
-    elif opts.weights_dir is not None:
-        path = Path(opts.weights_dir) / CHECKPOINT_NAME
-    else:
-        path = Path(CHECKPOINT_NAME)
-    model = load_fourmer(path, device=opts.device)  # MissingWeightsError names the file and PUBLISHED_AT
-    return FourmerRestorer(model, [path])
+    return FourmerRestorer.create(opts, Fourmer, load_fourmer, CHECKPOINT_NAME)
 
 
 __all__ = [

@@ -140,3 +140,21 @@ class PaddedRestorer:
     def to(self, device: torch.device | str) -> PaddedRestorer:
         self.model.to(device)
         return self
+
+    @classmethod
+    def create(cls, opts, build, load, checkpoint_name: str) -> PaddedRestorer:
+        """The usual factory: `build()` seeded (seed 0, the caller's RNG untouched) with `opts.random_weights`,
+        else `load(path, device=...)` of --weights, or --weights-dir/`checkpoint_name` (the loader's
+        MissingWeightsError names the file and where its authors publish it)."""
+        if opts.random_weights:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                model = build()
+            return cls(model.eval().to(opts.device), (), weights_label="random")
+        if opts.weights is not None:
+            path = Path(opts.weights)
+        elif opts.weights_dir is not None:
+            path = Path(opts.weights_dir) / checkpoint_name
+        else:
+            path = Path(checkpoint_name)
+        return cls(load(path, device=opts.device), [path])

@@ -304,19 +304,7 @@ class OKNetRestorer(layers.PaddedRestorer):
 def create(opts: MethodOptions) -> OKNetRestorer:
     """OKNet from --weights, or --weights-dir/oknet.pkl; `random_weights` builds it with seed 0 instead."""
     check_method_args("oknet", opts, {})
-    if opts.random_weights:
-        with torch.random.fork_rng(devices=[]):  # seeded, leaving the caller's RNG as it was
-            torch.manual_seed(0)
-            model = OKNet()
-        return OKNetRestorer(model.eval().to(opts.device), (), weights_label="random")
-    if opts.weights is not None:
-        path = Path(opts.weights)
-    elif opts.weights_dir is not None:
-        path = Path(opts.weights_dir) / CHECKPOINT_NAME
-    else:
-        path = Path(CHECKPOINT_NAME)
-    model = load_oknet(path, device=opts.device)  # MissingWeightsError names the file and PUBLISHED_AT
-    return OKNetRestorer(model, [path])
+    return OKNetRestorer.create(opts, OKNet, load_oknet, CHECKPOINT_NAME)
 
 
 __all__ = [
