@@ -1,4 +1,4 @@
-"""Style sheet and script of the results page (`harness.report_html`), inlined into report.html.
+"""Style sheet and script of the results page (`harness.report`), inlined into report.html.
 
 Plain CSS and hand-written vanilla JavaScript: no library, no network (system fonts only), so the page works
 from disk, offline, in any current browser. The script reads the page's JSON (``<script id="report-data">``)
