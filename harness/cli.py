@@ -83,14 +83,13 @@ def non_negative_float(text: str) -> float:
 
 
 def device_arg(text: str) -> str:
-    import torch
+    """`--device`: the check of `harness.evaluation.check_device`, as an argparse type."""
+    from harness.evaluation import ConfigError, check_device
 
     try:
-        d = torch.device(text)
-    except (RuntimeError, TypeError):
-        raise argparse.ArgumentTypeError(f"unknown device {text!r}; use cpu, cuda or cuda:N") from None
-    if d.type not in ("cpu", "cuda"):
-        raise argparse.ArgumentTypeError(f"unsupported device {text!r}; use cpu, cuda or cuda:N")
+        check_device(text)
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
     return text
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import sys
 import tempfile
 import time
@@ -36,7 +35,7 @@ import torch
 from harness import distributed, metrics, registry, results
 from harness.data.cdd11 import LoadedPair, Pair, Scan, iter_loaded, scan
 from harness.degradations import TYPES
-from harness.fileio import strict_json, write_json_atomic
+from harness.fileio import replace_atomic, strict_json, write_json_atomic
 from harness.producers import DTYPES, MethodRun, build_method_runs, finish_record, produce_phase, score_one
 from harness.protocol import Restorer
 from harness.provenance import environment
@@ -201,14 +200,7 @@ def save_image(images_dir: Path, run: MethodRun, pair: Pair, out, clash: bool) -
     d = images_dir / f"{run.name}-{run.mode}" / pair.type
     d.mkdir(parents=True, exist_ok=True)
     arr = metrics.to_uint8(out)[0] if isinstance(out, torch.Tensor) else np.asarray(out)
-    target = d / saved_image_name(pair, clash)
-    tmp = target.with_name(target.name + ".part")
-    try:
-        Image.fromarray(arr).save(tmp, format="PNG")
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    replace_atomic(d / saved_image_name(pair, clash), lambda tmp: Image.fromarray(arr).save(tmp, format="PNG"))
 
 
 # ------------------------------------------------------------------------------------------ the run
@@ -237,30 +229,25 @@ def _todo(store: RecordStore, pairs: Sequence[Pair], run: MethodRun, retry_faile
     return todo
 
 
-def _drop_changed_dtype(store: RecordStore, run: MethodRun, log) -> None:
-    """Records of this (method, mode) computed with another autocast dtype are moved aside and recomputed
-    (channels-last, compile and batch do not change the numbers beyond 1e-5 dB, so they are only recorded)."""
-    if run.compute is None:
-        return
-    stale = [r for r in store if r["method"] == run.name and r["mode"] == run.mode
-             and (r.get("compute") or {}).get("dtype", "fp32") != run.compute.dtype]
-    if stale:
-        store.move_aside(stale)
-        log(f"note: {len(stale)} {run.name} ({run.mode}) record(s) were computed with another dtype; they are "
-            f"evaluated again in {run.compute.dtype}, the old records were moved to {store.stale_path}")
-
-
-def _drop_changed_weights(store: RecordStore, run: MethodRun, log) -> None:
-    """Records of this (method, mode) scored with other weights files are moved aside and recomputed.
-
-    A record without a fingerprint counts as changed when the method now has weights files."""
-    stale = [r for r in store if r["method"] == run.name and r["mode"] == run.mode
-             and r.get("weights_sha") != run.digest]
-    if stale:
-        store.move_aside(stale)
-        log(f"note: the weights of {run.name} changed since {len(stale)} of its {run.mode}-mode records were "
-            f"written ({stale[0].get('weights_sha') or 'not recorded'} -> {run.digest}); those images are "
+def _drop_stale(store: RecordStore, run: MethodRun, log) -> None:
+    """Records of this (method, mode) that no longer describe it are moved aside and recomputed: scored with
+    other weights files (a record without a fingerprint counts as changed when the method now has weights
+    files), or with another autocast dtype (channels-last, compile and batch do not change the numbers beyond
+    1e-5 dB, so they are only recorded)."""
+    dtype = run.compute.dtype if run.compute is not None else None
+    mine = [r for r in store if r["method"] == run.name and r["mode"] == run.mode]
+    weights = [r for r in mine if r.get("weights_sha") != run.digest]
+    dtypes = [r for r in mine if dtype is not None and r.get("weights_sha") == run.digest
+              and (r.get("compute") or {}).get("dtype", "fp32") != dtype]
+    if weights:
+        log(f"note: the weights of {run.name} changed since {len(weights)} of its {run.mode}-mode records were "
+            f"written ({weights[0].get('weights_sha') or 'not recorded'} -> {run.digest}); those images are "
             f"evaluated again, the old records were moved to {store.stale_path}")
+    if dtypes:
+        log(f"note: {len(dtypes)} {run.name} ({run.mode}) record(s) were computed with another dtype; they are "
+            f"evaluated again in {dtype}, the old records were moved to {store.stale_path}")
+    if weights or dtypes:
+        store.move_aside(weights + dtypes)
 
 
 def _drop_vanished(store: RecordStore, root: Path, log) -> None:
@@ -339,7 +326,8 @@ def _evaluate(cfg: EvalConfig, log) -> Results:
         raise ConfigError("device cuda asked for, but torch sees no CUDA device")
     root = cfg.data if cfg.data is not None else default_data_root()
     data = scan(root, types=cfg.types, limit=cfg.limit)
-    whole = scan(root)  # the data as it is, whatever the view (--limit, --types) of this run
+    # the data as it is, whatever the view (--limit, --types) of this run; the same scan when there is no view
+    whole = data if cfg.types is None and cfg.limit is None else scan(root)
     log(data.summary())
     out = cfg.out
     if out.exists() and not out.is_dir():
@@ -369,8 +357,7 @@ def _evaluate(cfg: EvalConfig, log) -> Results:
         if rank == 0:
             _note_extra_outputs(runs, whole, log)
             for run in runs:
-                _drop_changed_weights(store, run, log)
-                _drop_changed_dtype(store, run, log)
+                _drop_stale(store, run, log)
         distributed.barrier(world)
         pairs = data.pairs[rank::world]  # deterministic shard: the same images for this rank on every run
         done = store if rank == 0 else _Lookup(distributed.main_records(out))
